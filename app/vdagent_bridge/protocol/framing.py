@@ -1,0 +1,362 @@
+"""Chunk framing: split outgoing messages into chunks, reassemble incoming ones.
+
+Theory of operation
+-------------------
+On the wire every message (20-byte header + payload) travels as one or more chunks, each an
+8-byte ``{port, size}`` header followed by ``size`` raw bytes of the message stream. A chunk
+never carries bytes of two messages (protocol.md §1.4).
+
+Outgoing (:func:`frame_message`): chunks carry at most ``MAX_CHUNK_DATA`` (2048) bytes, the limit
+vdagentd enforces by closing the port, and always port 1, like QEMU.
+
+Incoming (:class:`Deframer`): chunks of any size are accepted, because the Linux daemon sends a
+whole message as one chunk, 10 MiB and more. A message header may be split across chunks, and
+message reassembly is kept per port, as vdagentd does. Everything the guest controls is checked
+*before* it is buffered:
+
+- a chunk on a port we do not accept, or larger than the largest message we accept, is dropped
+  without buffering (its bytes are skipped as they arrive);
+- a message whose header claims more than ``max_message_size`` payload bytes, or whose protocol
+  field is not 1, is dropped the same way, chunk by chunk, until its announced size has passed;
+- a chunk holding more bytes than its message still needs ("lost sync" in vdagentd) ends that
+  message and the rest of the chunk is dropped.
+
+Each of these becomes a :class:`RemoteProtocolError` in the output queue, in stream order with
+the completed messages, and the deframer carries on with the next chunk. So memory is bounded by
+``max_message_size`` per accepted port plus the bytes the caller has not yet drained, and no
+input can crash it. The whole state is plain data (:meth:`Deframer.snapshot`) so a
+half-received message can move to another connection.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .constants import (
+    CHUNK_HEADER_SIZE,
+    MAX_CHUNK_DATA,
+    MESSAGE_HEADER_SIZE,
+    PROTOCOL_VERSION,
+    Port,
+)
+from .errors import ChunkError, ChunkLimitExceeded, LimitExceeded, LocalProtocolError, RemoteProtocolError
+from .wire import CHUNK_HEADER, MESSAGE_HEADER
+
+_U32_MAX = 0xFFFFFFFF
+
+
+def frame_message(
+    out: bytearray,
+    msg_type: int,
+    payload: bytes | bytearray | memoryview,
+    *,
+    port: int = Port.CLIENT,
+    max_chunk: int = MAX_CHUNK_DATA,
+) -> None:
+    """Append one message, split into chunks of at most ``max_chunk`` bytes, to ``out``.
+
+    :raises LocalProtocolError: if the payload does not fit the u32 size field.
+    """
+    size = len(payload)
+    if size > _U32_MAX - MESSAGE_HEADER_SIZE:
+        raise LocalProtocolError(f"message payload of {size} bytes does not fit a u32 size")
+    header = MESSAGE_HEADER.pack(PROTOCOL_VERSION, msg_type, 0, size)
+    total = MESSAGE_HEADER_SIZE + size
+    if total <= max_chunk:
+        out += CHUNK_HEADER.pack(port, total)
+        out += header
+        out += payload
+        return
+    # The first chunk carries the header and the start of the payload; the rest are plain
+    # slices. Slicing a memoryview copies nothing until the bytes land in ``out``.
+    view = memoryview(payload)
+    first = max_chunk - MESSAGE_HEADER_SIZE
+    out += CHUNK_HEADER.pack(port, max_chunk)
+    out += header
+    out += view[:first]
+    pack = CHUNK_HEADER.pack
+    for start in range(first, size, max_chunk):
+        piece = view[start : start + max_chunk]
+        out += pack(port, len(piece))
+        out += piece
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A reassembled message: its type and payload, not yet decoded."""
+
+    port: int
+    type: int
+    payload: bytes
+
+
+Item = Union[RawMessage, RemoteProtocolError]
+
+
+class _Assembly:
+    """Reassembly of one port's message stream (header, then body, or discarding)."""
+
+    __slots__ = ("header", "msg_type", "body", "filled", "discard")
+
+    def __init__(self) -> None:
+        self.header = bytearray()  # partial message header, < 20 bytes
+        self.msg_type = 0
+        self.body: bytearray | None = None  # allocated once the header is valid
+        self.filled = 0
+        self.discard = 0  # body bytes still to drop for a rejected message
+
+    @property
+    def idle(self) -> bool:
+        return not self.header and self.body is None and self.discard == 0
+
+    def buffered(self) -> int:
+        return len(self.header) + (len(self.body) if self.body is not None else 0)
+
+
+class Deframer:
+    """Turns the guest's byte stream into :class:`RawMessage` items and errors.
+
+    Call :meth:`feed` with bytes as they arrive and drain :attr:`items` (or :meth:`pop`) in
+    order. Nothing here raises for bad input: errors are queued as items.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int,
+        ports: Iterable[int] = (Port.CLIENT,),
+        max_chunk_size: int | None = None,
+    ) -> None:
+        if max_message_size < 0:
+            raise LocalProtocolError("max_message_size must not be negative")
+        self.max_message_size = max_message_size
+        self.ports = frozenset(int(p) for p in ports)
+        #: Largest chunk accepted: unlimited by default (the agent sends one chunk per
+        #: message); the guest simulator sets 2048, as vdagentd does.
+        self.max_chunk_size = (
+            max_message_size + MESSAGE_HEADER_SIZE if max_chunk_size is None else max_chunk_size
+        )
+        self.items: deque[Item] = deque()
+        self._chunk_header = bytearray()  # partial chunk header, < 8 bytes
+        self._chunk_port = 0
+        self._chunk_left = 0  # payload bytes of the current chunk still to come
+        self._chunk_skip = False  # the current chunk is being dropped
+        self._assemblies: dict[int, _Assembly] = {}
+
+    # -- input -------------------------------------------------------------------------------
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Consume ``data``; complete messages and errors are appended to :attr:`items`."""
+        view = memoryview(data).cast("B")
+        pos = 0
+        end = len(view)
+        while pos < end:
+            if self._chunk_left == 0:
+                take = min(CHUNK_HEADER_SIZE - len(self._chunk_header), end - pos)
+                self._chunk_header += view[pos : pos + take]
+                pos += take
+                if len(self._chunk_header) == CHUNK_HEADER_SIZE:
+                    self._start_chunk()
+                continue
+            take = min(self._chunk_left, end - pos)
+            if not self._chunk_skip:
+                self._chunk_payload(view[pos : pos + take])
+            pos += take
+            self._chunk_left -= take
+            if self._chunk_left == 0:
+                self._chunk_skip = False
+
+    def _start_chunk(self) -> None:
+        port, size = CHUNK_HEADER.unpack(self._chunk_header)
+        self._chunk_header.clear()
+        self._chunk_port = port
+        self._chunk_left = size
+        self._chunk_skip = False
+        if port not in self.ports:
+            self._chunk_skip = True
+            self.items.append(ChunkError(f"chunk on unexpected port {port}"))
+        elif size > self.max_chunk_size:
+            self._chunk_skip = True
+            # Whatever message this chunk belonged to has lost these bytes: drop it too.
+            partial = self._assemblies.pop(port, None)
+            self.items.append(
+                ChunkLimitExceeded(
+                    "chunk larger than the largest accepted",
+                    limit=self.max_chunk_size,
+                    actual=size,
+                    message_type=partial.msg_type if partial and not partial.idle else None,
+                )
+            )
+        if size == 0:
+            self._chunk_skip = False
+
+    def _assembly(self, port: int) -> _Assembly:
+        asm = self._assemblies.get(port)
+        if asm is None:
+            asm = self._assemblies[port] = _Assembly()
+        return asm
+
+    def _chunk_payload(self, view: memoryview) -> None:
+        """Feed part of the current chunk's payload into its port's message reassembly.
+
+        ``self._chunk_left`` still counts all of ``view``, so ``self._chunk_left - pos`` is
+        what the chunk holds after ``pos``, whether or not it has arrived yet.
+        """
+        asm = self._assembly(self._chunk_port)
+        pos = 0
+        end = len(view)
+        while pos < end:
+            if asm.discard:
+                take = min(asm.discard, end - pos)
+                asm.discard -= take
+                pos += take
+            elif asm.body is None:
+                take = min(MESSAGE_HEADER_SIZE - len(asm.header), end - pos)
+                asm.header += view[pos : pos + take]
+                pos += take
+                if len(asm.header) < MESSAGE_HEADER_SIZE:
+                    continue
+                self._start_message(asm)
+                if asm.body is not None and asm.filled == len(asm.body):
+                    self._complete(asm)  # an empty message
+            else:
+                take = min(len(asm.body) - asm.filled, end - pos)
+                asm.body[asm.filled : asm.filled + take] = view[pos : pos + take]
+                asm.filled += take
+                pos += take
+                if asm.filled == len(asm.body):
+                    self._complete(asm)
+            if asm.idle and self._chunk_left > pos:
+                # A message ended inside the chunk: the rest of it is a lost sync.
+                self.items.append(
+                    ChunkError(
+                        f"chunk holds {self._chunk_left - pos} bytes past the end of its "
+                        "message",
+                        message_type=asm.msg_type,
+                    )
+                )
+                self._chunk_skip = True
+                return
+
+    def _start_message(self, asm: _Assembly) -> None:
+        protocol, msg_type, _opaque, size = MESSAGE_HEADER.unpack(asm.header)
+        asm.header.clear()
+        asm.msg_type = msg_type
+        if protocol != PROTOCOL_VERSION:
+            self.items.append(
+                RemoteProtocolError(
+                    f"message with protocol {protocol}, expected {PROTOCOL_VERSION}",
+                    message_type=msg_type,
+                )
+            )
+            asm.discard = size
+        elif size > self.max_message_size:
+            self.items.append(
+                LimitExceeded(
+                    "message larger than the configured limit",
+                    limit=self.max_message_size,
+                    actual=size,
+                    message_type=msg_type,
+                )
+            )
+            asm.discard = size
+        else:
+            asm.body = bytearray(size)
+            asm.filled = 0
+
+    def _complete(self, asm: _Assembly) -> None:
+        assert asm.body is not None
+        self.items.append(RawMessage(self._chunk_port, asm.msg_type, bytes(asm.body)))
+        asm.body = None
+        asm.filled = 0
+
+    # -- output ------------------------------------------------------------------------------
+
+    def pop(self) -> Item | None:
+        """The oldest queued message or error, or None when the queue is empty."""
+        return self.items.popleft() if self.items else None
+
+    def buffered(self) -> int:
+        """Bytes held for incomplete chunks and messages (not counting queued items)."""
+        return len(self._chunk_header) + sum(a.buffered() for a in self._assemblies.values())
+
+    def reset(self) -> None:
+        """Forget every partial chunk and message (a new, unrelated byte stream starts)."""
+        self._chunk_header.clear()
+        self._chunk_left = 0
+        self._chunk_skip = False
+        self._assemblies.clear()
+
+    # -- snapshot ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The partial-input state as JSON-ready data (queued items are not included)."""
+        return {
+            "chunk_header": _b64(self._chunk_header),
+            "chunk_port": self._chunk_port,
+            "chunk_left": self._chunk_left,
+            "chunk_skip": self._chunk_skip,
+            "assemblies": {
+                str(port): {
+                    "header": _b64(a.header),
+                    "type": a.msg_type,
+                    "body": None if a.body is None else _b64(a.body[: a.filled]),
+                    "size": None if a.body is None else len(a.body),
+                    "discard": a.discard,
+                }
+                for port, a in self._assemblies.items()
+                if not a.idle
+            },
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a :meth:`snapshot`. The state comes from our own file, but it is checked
+        against the limits all the same: a corrupted file must not allocate unbounded memory.
+
+        :raises LocalProtocolError: if the state is malformed or breaks a limit.
+        """
+        try:
+            chunk_header = _unb64(state["chunk_header"])
+            chunk_port = int(state["chunk_port"])
+            chunk_left = int(state["chunk_left"])
+            chunk_skip = bool(state["chunk_skip"])
+            assemblies: dict[int, _Assembly] = {}
+            for port_text, a in state["assemblies"].items():
+                asm = _Assembly()
+                asm.header = bytearray(_unb64(a["header"]))
+                asm.msg_type = int(a["type"])
+                asm.discard = int(a["discard"])
+                if a["size"] is not None:
+                    size = int(a["size"])
+                    filled = _unb64(a["body"])
+                    if size > self.max_message_size or len(filled) > size:
+                        raise ValueError("partial message breaks the size limit")
+                    asm.body = bytearray(size)
+                    asm.body[: len(filled)] = filled
+                    asm.filled = len(filled)
+                if len(asm.header) >= MESSAGE_HEADER_SIZE or asm.discard < 0:
+                    raise ValueError("bad partial message header")
+                assemblies[int(port_text)] = asm
+            if len(chunk_header) >= CHUNK_HEADER_SIZE or not 0 <= chunk_left <= _U32_MAX:
+                raise ValueError("bad partial chunk header")
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise LocalProtocolError(f"invalid framing snapshot: {err}") from err
+        self._chunk_header = bytearray(chunk_header)
+        self._chunk_port = chunk_port
+        self._chunk_left = chunk_left
+        self._chunk_skip = chunk_skip
+        self._assemblies = assemblies
+
+
+def _b64(data: bytes | bytearray | memoryview) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError("expected base64 text")
+    return base64.b64decode(text.encode("ascii"), validate=True)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of vdagent-bridge on a fresh Debian 12 machine (or this one).
+#
+# It installs what the tests need and starts nothing it does not stop:
+#   - Debian packages (as root, only the missing ones): the real guest agent (spice-vdagent),
+#     Xvfb, xclip, xdotool, dbus, x11 utilities, imagemagick, and the libraries Qt's xcb
+#     platform plugin loads;
+#   - a virtual environment in .venv with the project and its test extra.
+# The end-to-end tests start their own Xvfb, dbus, relay and agent processes per test and stop
+# exactly those. Extra arguments go to pytest (e.g. `bash tests/run.sh -k framing`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+    spice-vdagent xvfb xclip x11-utils x11-xserver-utils xdotool dbus-daemon imagemagick
+    libspice-protocol-dev
+    libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-shape0
+    libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1
+    libegl1 libgl1 libfontconfig1 libdbus-1-3
+)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "tests/run.sh: missing Debian packages (run as root to install): ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # The spice-vdagent postinst tries to start the system service; policy-rc.d refuses that
+    # on build machines, and the tests never use the system service anyway.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+
+exec .venv/bin/python -m pytest "$@"
