@@ -17,6 +17,7 @@ stream three times. The declaration stays the specification of the whole payload
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -35,6 +36,7 @@ from .constants import (
     Selection,
 )
 from .errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
+from .framing import Payload
 from .messages import (
     AnnounceCapabilities,
     AudioVolumeSync,
@@ -123,8 +125,10 @@ def _selection_of(prefix: Container | None) -> Selection | int:
     return Selection.CLIPBOARD if prefix is None else _enum(Selection, prefix.selection)
 
 
-def decode(msg_type: int, payload: bytes, fmt: WireFormat, limits: Limits) -> Message:
-    """Decode one payload received from the peer.
+def decode(
+    msg_type: int, payload: bytes | Payload, fmt: WireFormat, limits: Limits
+) -> Message:
+    """Decode one payload received from the peer (as bytes, or as the deframer's pieces).
 
     :raises RemoteProtocolError: the payload does not match its type's layout.
     :raises LimitExceeded: a count in the payload is over ``limits``.
@@ -132,15 +136,30 @@ def decode(msg_type: int, payload: bytes, fmt: WireFormat, limits: Limits) -> Me
     try:
         kind = MessageType(msg_type)
     except ValueError:
-        return UnknownMessage(msg_type, payload)
+        return UnknownMessage(msg_type, bytes(payload))
     try:
-        return _decode(kind, payload, fmt, limits)
+        if kind is MessageType.CLIPBOARD:
+            return _decode_clipboard(payload, fmt)
+        return _decode(kind, bytes(payload), fmt, limits)
     except (ConstructError, ValueError, OverflowError) as err:
         raise RemoteProtocolError(
             f"malformed {kind.name} payload ({len(payload)} bytes): "
             f"{type(err).__name__}: {err}".strip(),
             message_type=msg_type,
         ) from err
+
+
+def _decode_clipboard(payload: bytes | Payload, fmt: WireFormat) -> ClipboardData:
+    """CLIPBOARD: the declared head parsed with construct, the data joined once."""
+    head = (SELECTION_PREFIX_SIZE if fmt.selection else 0) + 4
+    if len(payload) < head:
+        raise ValueError(f"needs at least {head} bytes")
+    if isinstance(payload, Payload):
+        head_bytes, data = payload.head(head), payload.tail(head)
+    else:
+        head_bytes, data = payload[:head], payload[head:]
+    c = wire.Clipboard.parse(head_bytes, selection=fmt.selection)
+    return ClipboardData(_selection_of(c.prefix), _enum(ClipboardType, c.type), data)
 
 
 def _decode(kind: MessageType, payload: bytes, fmt: WireFormat, limits: Limits) -> Message:
@@ -164,13 +183,6 @@ def _decode(kind: MessageType, payload: bytes, fmt: WireFormat, limits: Limits) 
     if kind is MessageType.REPLY:
         c = wire.Reply.parse(payload)
         return Reply(_enum(MessageType, c.type), _enum(ReplyError, c.error))
-    if kind is MessageType.CLIPBOARD:
-        head = (SELECTION_PREFIX_SIZE if fmt.selection else 0) + 4
-        if size < head:
-            raise ValueError(f"needs at least {head} bytes")
-        c = wire.Clipboard.parse(payload[:head], **params)
-        return ClipboardData(_selection_of(c.prefix), _enum(ClipboardType, c.type),
-                             payload[head:])
     if kind is MessageType.DISPLAY_CONFIG:
         c = wire.DisplayConfig.parse(payload)
         return DisplayConfig(DisplayConfigFlag(c.flags), c.depth)
@@ -235,9 +247,29 @@ def encode(msg: Message, fmt: WireFormat) -> tuple[int, bytes]:
     :raises LocalProtocolError: a field is out of range, or the message cannot be expressed
         in ``fmt`` (a selection other than CLIPBOARD without CLIPBOARD_SELECTION).
     """
+    msg_type, head, tail = encode_parts(msg, fmt)
+    return msg_type, head + tail if tail else head
+
+
+def encode_parts(msg: Message, fmt: WireFormat) -> tuple[int, bytes, bytes]:
+    """Like :func:`encode`, with the payload as (head, data): the data bytes of CLIPBOARD
+    and FILE_XFER_DATA are returned as given, not copied behind their head."""
     try:
-        return _encode(msg, fmt)
-    except (ConstructError, ValueError, OverflowError, TypeError) as err:
+        if isinstance(msg, ClipboardData):
+            head = wire.Clipboard.build(
+                {"prefix": _prefix(msg.selection, fmt), "type": int(msg.type), "data": b""},
+                selection=fmt.selection,
+            )
+            return MessageType.CLIPBOARD, head, msg.data
+        if isinstance(msg, FileXferData):
+            return (
+                MessageType.FILE_XFER_DATA,
+                wire.FILE_XFER_DATA_HEADER.pack(msg.id, len(msg.data)),
+                msg.data,
+            )
+        msg_type, payload = _encode(msg, fmt)
+        return msg_type, payload, b""
+    except (ConstructError, ValueError, OverflowError, TypeError, struct.error) as err:
         raise LocalProtocolError(f"cannot encode {msg!r:.200}: {err}") from err
 
 
@@ -254,16 +286,6 @@ def _encode(msg: Message, fmt: WireFormat) -> tuple[int, bytes]:
     if isinstance(msg, MouseState):
         return MessageType.MOUSE_STATE, wire.MOUSE_STATE.pack(
             msg.x, msg.y, int(msg.buttons), msg.display_id
-        )
-    if isinstance(msg, ClipboardData):
-        head = wire.Clipboard.build(
-            {"prefix": _prefix(msg.selection, fmt), "type": int(msg.type), "data": b""},
-            **params,
-        )
-        return MessageType.CLIPBOARD, head + msg.data
-    if isinstance(msg, FileXferData):
-        return MessageType.FILE_XFER_DATA, (
-            wire.FILE_XFER_DATA_HEADER.pack(msg.id, len(msg.data)) + msg.data
         )
     if isinstance(msg, UnknownMessage):
         return msg.type, msg.payload

@@ -49,6 +49,47 @@ from .wire import CHUNK_HEADER, MESSAGE_HEADER
 _U32_MAX = 0xFFFFFFFF
 
 
+def frame(
+    msg_type: int,
+    payload: bytes | bytearray | memoryview,
+    tail: bytes | bytearray | memoryview = b"",
+    *,
+    port: int = Port.CLIENT,
+    max_chunk: int = MAX_CHUNK_DATA,
+) -> bytes:
+    """One message (payload + tail) split into chunks of at most ``max_chunk`` bytes.
+
+    The payload is given in two parts so a large body (clipboard data, file data) is never
+    concatenated with its small head: the framed message is built with a single ``join``, the
+    only copy of the data the engine makes on the way out.
+
+    :raises LocalProtocolError: if the payload does not fit the u32 size field.
+    """
+    size = len(payload) + len(tail)
+    if size > _U32_MAX - MESSAGE_HEADER_SIZE:
+        raise LocalProtocolError(f"message payload of {size} bytes does not fit a u32 size")
+    header = MESSAGE_HEADER.pack(PROTOCOL_VERSION, msg_type, 0, size)
+    total = MESSAGE_HEADER_SIZE + size
+    if total <= max_chunk:
+        return b"".join((CHUNK_HEADER.pack(port, total), header, payload, tail))
+    # The first chunk is the message header, the small payload and the start of the tail;
+    # every later chunk is a chunk header and a slice of the tail (no copy until the join).
+    head = b"".join((header, payload))
+    if len(head) > max_chunk:  # a long non-data payload (a long file name, say)
+        tail = b"".join((head[max_chunk:], tail))
+        head = head[:max_chunk]
+    body = memoryview(tail)
+    first = max_chunk - len(head)
+    full = CHUNK_HEADER.pack(port, max_chunk)
+    parts: list[bytes | memoryview] = [full, head, body[:first]]
+    pack = CHUNK_HEADER.pack
+    for start in range(first, len(body), max_chunk):
+        piece = body[start : start + max_chunk]
+        parts.append(full if len(piece) == max_chunk else pack(port, len(piece)))
+        parts.append(piece)
+    return b"".join(parts)
+
+
 def frame_message(
     out: bytearray,
     msg_type: int,
@@ -57,32 +98,77 @@ def frame_message(
     port: int = Port.CLIENT,
     max_chunk: int = MAX_CHUNK_DATA,
 ) -> None:
-    """Append one message, split into chunks of at most ``max_chunk`` bytes, to ``out``.
+    """Append one framed message to ``out`` (see :func:`frame`)."""
+    out += frame(msg_type, payload, port=port, max_chunk=max_chunk)
 
-    :raises LocalProtocolError: if the payload does not fit the u32 size field.
+
+class Payload:
+    """A received message payload, kept as the pieces it arrived in.
+
+    The agent sends a whole clipboard as one chunk, which the socket delivers in reads; the
+    pieces are views of those reads (or copies, for small or mutable ones), and the data is
+    joined once, by whoever needs it: :meth:`tail` gives the bytes after a message's small
+    head without first building the whole payload.
     """
-    size = len(payload)
-    if size > _U32_MAX - MESSAGE_HEADER_SIZE:
-        raise LocalProtocolError(f"message payload of {size} bytes does not fit a u32 size")
-    header = MESSAGE_HEADER.pack(PROTOCOL_VERSION, msg_type, 0, size)
-    total = MESSAGE_HEADER_SIZE + size
-    if total <= max_chunk:
-        out += CHUNK_HEADER.pack(port, total)
-        out += header
-        out += payload
-        return
-    # The first chunk carries the header and the start of the payload; the rest are plain
-    # slices. Slicing a memoryview copies nothing until the bytes land in ``out``.
-    view = memoryview(payload)
-    first = max_chunk - MESSAGE_HEADER_SIZE
-    out += CHUNK_HEADER.pack(port, max_chunk)
-    out += header
-    out += view[:first]
-    pack = CHUNK_HEADER.pack
-    for start in range(first, size, max_chunk):
-        piece = view[start : start + max_chunk]
-        out += pack(port, len(piece))
-        out += piece
+
+    __slots__ = ("_pieces", "_size")
+
+    #: Pieces smaller than this are copied into a shared buffer rather than kept as views, so
+    #: a guest dribbling a message byte by byte costs bytes, not Python objects.
+    COALESCE = 16 * 1024
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes | bytearray | memoryview] = []
+        self._size = 0
+
+    @classmethod
+    def of(cls, data: bytes) -> Payload:
+        payload = cls()
+        payload.append(memoryview(data), owned=True)
+        return payload
+
+    def append(self, view: memoryview, *, owned: bool) -> None:
+        """Add bytes. ``owned`` says the view's buffer is immutable and may be kept."""
+        if not view:
+            return
+        self._size += len(view)
+        if owned and len(view) >= self.COALESCE:
+            self._pieces.append(view)
+            return
+        last = self._pieces[-1] if self._pieces else None
+        if isinstance(last, bytearray) and len(last) < self.COALESCE:
+            last += view
+        else:
+            self._pieces.append(bytearray(view))
+
+    def __len__(self) -> int:
+        return self._size
+
+    def head(self, count: int) -> bytes:
+        """The first ``count`` bytes (a small copy)."""
+        out = bytearray()
+        for piece in self._pieces:
+            if len(out) >= count:
+                break
+            out += piece[: count - len(out)]
+        return bytes(out)
+
+    def tail(self, offset: int) -> bytes:
+        """Everything from ``offset`` on, joined once."""
+        parts: list[bytes | bytearray | memoryview] = []
+        skip = offset
+        for piece in self._pieces:
+            if skip >= len(piece):
+                skip -= len(piece)
+                continue
+            parts.append(piece[skip:] if skip else piece)
+            skip = 0
+        if len(parts) == 1 and isinstance(parts[0], bytes):
+            return parts[0]
+        return b"".join(parts)
+
+    def __bytes__(self) -> bytes:
+        return self.tail(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +177,12 @@ class RawMessage:
 
     port: int
     type: int
-    payload: bytes
+    body: Payload
+
+    @property
+    def payload(self) -> bytes:
+        """The whole payload as bytes (joins the pieces)."""
+        return bytes(self.body)
 
 
 Item = Union[RawMessage, RemoteProtocolError]
@@ -100,13 +191,13 @@ Item = Union[RawMessage, RemoteProtocolError]
 class _Assembly:
     """Reassembly of one port's message stream (header, then body, or discarding)."""
 
-    __slots__ = ("header", "msg_type", "body", "filled", "discard")
+    __slots__ = ("header", "msg_type", "body", "size", "discard")
 
     def __init__(self) -> None:
         self.header = bytearray()  # partial message header, < 20 bytes
         self.msg_type = 0
-        self.body: bytearray | None = None  # allocated once the header is valid
-        self.filled = 0
+        self.body: Payload | None = None  # started once the header is valid
+        self.size = 0  # the body's announced size
         self.discard = 0  # body bytes still to drop for a rejected message
 
     @property
@@ -146,12 +237,17 @@ class Deframer:
         self._chunk_left = 0  # payload bytes of the current chunk still to come
         self._chunk_skip = False  # the current chunk is being dropped
         self._assemblies: dict[int, _Assembly] = {}
+        self._owned = False
 
     # -- input -------------------------------------------------------------------------------
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Consume ``data``; complete messages and errors are appended to :attr:`items`."""
         view = memoryview(data).cast("B")
+        # Views of immutable input may be kept as message pieces without a copy.
+        self._owned = isinstance(data, bytes) or (
+            isinstance(data, memoryview) and data.readonly and isinstance(data.obj, bytes)
+        )
         pos = 0
         end = len(view)
         while pos < end:
@@ -221,14 +317,13 @@ class Deframer:
                 if len(asm.header) < MESSAGE_HEADER_SIZE:
                     continue
                 self._start_message(asm)
-                if asm.body is not None and asm.filled == len(asm.body):
+                if asm.body is not None and asm.size == 0:
                     self._complete(asm)  # an empty message
             else:
-                take = min(len(asm.body) - asm.filled, end - pos)
-                asm.body[asm.filled : asm.filled + take] = view[pos : pos + take]
-                asm.filled += take
+                take = min(asm.size - len(asm.body), end - pos)
+                asm.body.append(view[pos : pos + take], owned=self._owned)
                 pos += take
-                if asm.filled == len(asm.body):
+                if len(asm.body) == asm.size:
                     self._complete(asm)
             if asm.idle and self._chunk_left > pos:
                 # A message ended inside the chunk: the rest of it is a lost sync.
@@ -265,14 +360,14 @@ class Deframer:
             )
             asm.discard = size
         else:
-            asm.body = bytearray(size)
-            asm.filled = 0
+            asm.body = Payload()
+            asm.size = size
 
     def _complete(self, asm: _Assembly) -> None:
         assert asm.body is not None
-        self.items.append(RawMessage(self._chunk_port, asm.msg_type, bytes(asm.body)))
+        self.items.append(RawMessage(self._chunk_port, asm.msg_type, asm.body))
         asm.body = None
-        asm.filled = 0
+        asm.size = 0
 
     # -- output ------------------------------------------------------------------------------
 
@@ -304,8 +399,8 @@ class Deframer:
                 str(port): {
                     "header": _b64(a.header),
                     "type": a.msg_type,
-                    "body": None if a.body is None else _b64(a.body[: a.filled]),
-                    "size": None if a.body is None else len(a.body),
+                    "body": None if a.body is None else _b64(bytes(a.body)),
+                    "size": None if a.body is None else a.size,
                     "discard": a.discard,
                 }
                 for port, a in self._assemblies.items()
@@ -335,9 +430,8 @@ class Deframer:
                     filled = _unb64(a["body"])
                     if size > self.max_message_size or len(filled) > size:
                         raise ValueError("partial message breaks the size limit")
-                    asm.body = bytearray(size)
-                    asm.body[: len(filled)] = filled
-                    asm.filled = len(filled)
+                    asm.body = Payload.of(filled)
+                    asm.size = size
                 if len(asm.header) >= MESSAGE_HEADER_SIZE or asm.discard < 0:
                     raise ValueError("bad partial message header")
                 assemblies[int(port_text)] = asm

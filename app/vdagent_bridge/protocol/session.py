@@ -45,6 +45,7 @@ waits 500 ms for the same reason).
 from __future__ import annotations
 
 import base64
+import struct
 from collections import deque
 from typing import Any
 
@@ -64,6 +65,7 @@ from .constants import (
     MonitorsConfigFlag,
     MouseButton,
     Port,
+    PROTOCOL_VERSION,
     Selection,
 )
 from .errors import LocalProtocolError, RemoteProtocolError, StateError
@@ -84,7 +86,7 @@ from .events import (
     ReplyReceived,
 )
 from .filexfer import Transfer, TransferState, check_file_name, describe_status, start_metadata
-from .framing import Deframer, RawMessage, frame_message
+from .framing import Deframer, RawMessage, frame
 from .messages import (
     AnnounceCapabilities,
     ClipboardData,
@@ -131,7 +133,11 @@ _HOST_TO_GUEST = frozenset(
 #: host toolkit we bridge, so grabs of it are ignored.
 _SELECTIONS = (Selection.CLIPBOARD, Selection.PRIMARY)
 
-_MOUSE_HEADER_SIZE = 20 + MOUSE_STATE.size
+_MOUSE_HEADER_SIZE = MESSAGE_HEADER.size + MOUSE_STATE.size
+#: Chunk header + message header + MOUSE_STATE body, packed at once (same layouts as wire's).
+_MOUSE_FRAME = struct.Struct(
+    "<" + CHUNK_HEADER.format[1:] + MESSAGE_HEADER.format[1:] + MOUSE_STATE.format[1:]
+)
 
 
 def lf_to_crlf(data: bytes) -> bytes:
@@ -166,7 +172,8 @@ class HostSession:
         self._deframer = Deframer(
             max_message_size=self.limits.max_message_size, ports=(Port.CLIENT,)
         )
-        self._out = bytearray()
+        self._out: list[bytes] = []
+        self._out_size = 0
         self._events: deque[Event] = deque()
         self._now = 0.0
         self.guest_caps: Caps | None = None
@@ -233,6 +240,7 @@ class HostSession:
         self._now = now
         self._deframer.reset()
         self._out.clear()
+        self._out_size = 0
         self.guest_caps = None
         self._fmt = codec.LEGACY
         self._caps_exchanged = False
@@ -285,19 +293,26 @@ class HostSession:
 
     # ---------------------------------------------------------------- output
 
-    def data_to_send(self) -> bytearray:
-        """All bytes queued for the guest (the caller now owns the buffer)."""
-        out, self._out = self._out, bytearray()
-        return out
+    def data_to_send(self) -> bytes:
+        """All bytes queued for the guest, in order; the queue is emptied."""
+        out = self._out
+        self._out, self._out_size = [], 0
+        if len(out) == 1:
+            return out[0]  # a large message is handed over without another copy
+        return b"".join(out)
 
     @property
     def bytes_to_send(self) -> int:
         """How many bytes are queued (for back-pressure)."""
-        return len(self._out)
+        return self._out_size
+
+    def _push(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
 
     def _send(self, msg: Message) -> None:
-        msg_type, payload = codec.encode(msg, self._fmt)
-        frame_message(self._out, msg_type, payload)
+        msg_type, head, tail = codec.encode_parts(msg, self._fmt)
+        self._push(frame(msg_type, head, tail))
 
     def send(self, msg: Message) -> None:
         """Send any host → guest message as is (low level; prefer the action methods).
@@ -337,7 +352,7 @@ class HostSession:
     # ---------------------------------------------------------------- dispatch
 
     def _dispatch(self, raw: RawMessage) -> None:
-        msg = codec.decode(raw.type, raw.payload, self._fmt, self.limits)
+        msg = codec.decode(raw.type, raw.body, self._fmt, self.limits)
         handler = _HANDLERS.get(type(msg))
         if handler is None:
             self._events.append(MessageIgnored(msg, "not a message a guest sends to a host"))
@@ -618,11 +633,15 @@ class HostSession:
         else:
             x = min(max(x, 0), 0xFFFFFFFF)
             y = min(max(y, 0), 0xFFFFFFFF)
-        # The hot path of the pointer: one struct pack per header, no construct, no codec.
-        out = self._out
-        out += CHUNK_HEADER.pack(Port.CLIENT, _MOUSE_HEADER_SIZE)
-        out += MESSAGE_HEADER.pack(1, MessageType.MOUSE_STATE, 0, MOUSE_STATE.size)
-        out += MOUSE_STATE.pack(x, y, int(buttons) & 0xFFFFFFFF, display_id)
+        # The hot path of the pointer: one struct pack for the whole framed message (chunk
+        # header, message header, body), no construct, no codec.
+        self._out.append(
+            _MOUSE_FRAME.pack(
+                Port.CLIENT, _MOUSE_HEADER_SIZE, PROTOCOL_VERSION, MessageType.MOUSE_STATE, 0,
+                MOUSE_STATE.size, x, y, int(buttons) & 0xFFFFFFFF, display_id,
+            )
+        )
+        self._out_size += _MOUSE_FRAME.size
         return True
 
     def send_wheel(
@@ -750,7 +769,7 @@ class HostSession:
             ],
             "next_transfer_id": self._next_transfer_id,
             "framing": self._deframer.snapshot(),
-            "outgoing": base64.b64encode(self._out).decode("ascii"),
+            "outgoing": base64.b64encode(b"".join(self._out)).decode("ascii"),
         }
 
     @classmethod
@@ -789,7 +808,9 @@ class HostSession:
                     int(tid), str(name), int(size), int(sent), TransferState(tstate)
                 )
             session._next_transfer_id = int(state["next_transfer_id"])
-            session._out = bytearray(base64.b64decode(state["outgoing"], validate=True))
+            outgoing = base64.b64decode(state["outgoing"], validate=True)
+            if outgoing:
+                session._push(outgoing)
         except LocalProtocolError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as err:

@@ -206,10 +206,11 @@ FileXferStatus = Struct(
 )
 
 #: Detail of a FILE_XFER_STATUS ERROR with FILE_XFER_DETAILED_ERRORS (5 bytes, packed).
+#: No ``Terminated``: it would make ``sizeof()`` raise, and readers compare the detail's length
+#: with ``sizeof()`` before parsing it.
 FileXferStatusError = Struct(
     "error_type" / Int8ul,
     "error_code" / Int32ul,
-    Terminated,
 )
 
 #: Detail of a FILE_XFER_STATUS NOT_ENOUGH_SPACE with FILE_XFER_DETAILED_ERRORS.

@@ -1,0 +1,112 @@
+"""Fixtures for system tests against the real SPICE guest agent.
+
+Why the skip/fail split: on a developer machine without the Debian packages
+(spice-vdagent xvfb xclip x11-utils dbus-daemon) these tests are skipped with
+a clear message; under CI (env var ``CI`` set, as GitHub/GitLab do) the
+packages are supposed to be installed, so a missing program is a FAILURE,
+never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+import pytest
+
+# The helpers sit next to this file.  Put the directory on sys.path ourselves
+# so ``import agent_stack`` works in every pytest import mode (importlib mode
+# does not touch sys.path) and whether or not tests/ becomes a package.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from agent_stack import AgentStack, missing_binaries  # noqa: E402
+
+_PACKAGES_HINT = "apt-get install spice-vdagent xvfb xclip x11-utils dbus-daemon"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker here: pyproject.toml belongs to the lead."""
+    config.addinivalue_line(
+        "markers",
+        "system: runs real external programs (Xvfb, spice-vdagentd, spice-vdagent); "
+        "deselect with -m 'not system'",
+    )
+
+
+def running_under_ci() -> bool:
+    """True when the env var CI is set to something other than empty/0/false."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_agent_binaries() -> None:
+    """Skip (locally) or fail (under CI) when the guest-agent programs are missing."""
+    missing = missing_binaries()
+    if not missing:
+        return
+    message = (
+        f"real guest agent stack unavailable, missing: {', '.join(missing)} "
+        f"(install: {_PACKAGES_HINT})"
+    )
+    if running_under_ci():
+        pytest.fail(f"{message}; CI is set, so this is an error, not a skip", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, None, None]:
+    """Remember each phase's report on the item so fixtures can tell a failure."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"_vdstack_rep_{report.when}", report)
+
+
+def _print_on_failure(request: pytest.FixtureRequest, stacks: list[AgentStack]) -> None:
+    report = getattr(request.node, "_vdstack_rep_call", None)
+    if report is not None and report.failed:
+        for stack in stacks:
+            # Goes to "Captured stdout teardown" in the failure report.
+            print(stack.describe(lines=80))
+
+
+@pytest.fixture
+def agent_stack(request: pytest.FixtureRequest) -> Generator[AgentStack, None, None]:
+    """A started :class:`AgentStack` (real daemon + session agent on Xvfb).
+
+    Function-scoped (start-up ~1.5 s) so every test gets fresh serials,
+    caps and clipboard state.  Log tails are printed if the test fails.
+    """
+    require_agent_binaries()
+    stack = AgentStack().start()
+    try:
+        yield stack
+    finally:
+        _print_on_failure(request, [stack])
+        stack.close()
+
+
+@pytest.fixture
+def agent_stack_factory(
+    request: pytest.FixtureRequest,
+) -> Generator[Callable[..., AgentStack], None, None]:
+    """Start extra stacks (keyword args go to :class:`AgentStack`); all are
+    closed at teardown.  For tests needing several guests or relay options."""
+    require_agent_binaries()
+    stacks: list[AgentStack] = []
+
+    def make(**kwargs: object) -> AgentStack:
+        stack = AgentStack(**kwargs)  # type: ignore[arg-type]
+        stacks.append(stack)
+        return stack.start()
+
+    try:
+        yield make
+    finally:
+        _print_on_failure(request, stacks)
+        for stack in reversed(stacks):
+            stack.close()
