@@ -44,4 +44,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 
+# Static checks first: lint and strict typing of the package (fast, and they fail loudly).
+.venv/bin/ruff check app tests benchmarks
+.venv/bin/mypy
+
 exec .venv/bin/python -m pytest "$@"

@@ -19,6 +19,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .demo import GuestServer
@@ -41,8 +42,15 @@ from .runtime import AgentConnection, Endpoint, EndpointError
 log = logging.getLogger("vdagent_bridge")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (the usage is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vdagent-bridge",
         description="Host side of the SPICE vdagent protocol (clipboard, pointer, files).",
     )
@@ -76,7 +84,8 @@ def describe(event: Event) -> str:
         return f"guest caps: {', '.join(event.caps.names())}"
     if isinstance(event, ClipboardReceived):
         preview = event.data[:60].decode("utf-8", "replace")
-        return f"guest {Selection(event.selection).name} data ({len(event.data)} bytes): {preview!r}"
+        name = Selection(event.selection).name
+        return f"guest {name} data ({len(event.data)} bytes): {preview!r}"
     return repr(event)
 
 

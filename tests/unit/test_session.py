@@ -40,7 +40,7 @@ from vdagent_bridge.protocol import (
     Selection,
     StateError,
 )
-from vdagent_bridge.protocol.codec import LEGACY, WireFormat, decode, Limits
+from vdagent_bridge.protocol.codec import LEGACY, Limits, WireFormat, decode
 from vdagent_bridge.protocol.framing import Deframer
 from vdagent_bridge.protocol.messages import (
     AnnounceCapabilities,

@@ -447,13 +447,15 @@ class SimulatedGuest:
         sel = Selection(selection)
         serial = self.counters[sel]
         self.counters[sel] = (serial + 1) & 0xFFFFFFFF  # consumed even if nobody hears it
-        self.selections[sel] = GuestSelection(Holder.GUEST, dict(data))
+        offered: dict[ClipboardType | int, bytes] = dict(data.items())
+        self.selections[sel] = GuestSelection(Holder.GUEST, offered)
         host = self.host_caps or Caps()
         if not self.client_connected or Capability.CLIPBOARD_BY_DEMAND not in host:
             return
         if sel != Selection.CLIPBOARD and not self.wire_format.selection:
             return
-        self._send(ClipboardGrab(sel, tuple(data), serial if self.wire_format.grab_serial else None))
+        with_serial = serial if self.wire_format.grab_serial else None
+        self._send(ClipboardGrab(sel, tuple(data), with_serial))
         self._changed()
 
     def clear(self, selection: Selection) -> None:

@@ -36,7 +36,7 @@ class Caps:
         return index < len(self.words) and bool(self.words[index] >> offset & 1)
 
     def __and__(self, other: Caps) -> Caps:
-        return Caps(tuple(a & b for a, b in zip(self.words, other.words)))
+        return Caps(tuple(a & b for a, b in zip(self.words, other.words, strict=False)))
 
     def __iter__(self) -> Iterator[Capability | int]:
         for index, word in enumerate(self.words):

@@ -186,7 +186,9 @@ class ClipboardBook:
 
 
 def _clip_type(value: object) -> ClipboardType | int:
-    number = int(value)  # type: ignore[call-overload]
+    if not isinstance(value, int):
+        raise TypeError(f"clipboard type must be an integer, not {value!r}")
+    number = int(value)
     try:
         return ClipboardType(number)
     except ValueError:
@@ -194,4 +196,6 @@ def _clip_type(value: object) -> ClipboardType | int:
 
 
 def _selection(value: object) -> Selection:
-    return Selection(int(value))  # type: ignore[call-overload]
+    if not isinstance(value, int):
+        raise TypeError(f"selection must be an integer, not {value!r}")
+    return Selection(value)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
 
 from .caps import Caps
 from .constants import ClipboardType, FileXferStatus, MessageType, ReplyError, Selection
@@ -147,17 +146,17 @@ class MessageIgnored:
     reason: str
 
 
-Event = Union[
-    CapabilitiesReceived,
-    ClipboardGrabbed,
-    ClipboardGrabIgnored,
-    ClipboardReleased,
-    ClipboardRequested,
-    ClipboardReceived,
-    ClipboardRequestFailed,
-    GuestRequestExpired,
-    ReplyReceived,
-    FileTransferReady,
-    FileTransferFinished,
-    MessageIgnored,
-]
+Event = (
+    CapabilitiesReceived
+    | ClipboardGrabbed
+    | ClipboardGrabIgnored
+    | ClipboardReleased
+    | ClipboardRequested
+    | ClipboardReceived
+    | ClipboardRequestFailed
+    | GuestRequestExpired
+    | ReplyReceived
+    | FileTransferReady
+    | FileTransferFinished
+    | MessageIgnored
+)

@@ -34,7 +34,7 @@ import base64
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from .constants import (
     CHUNK_HEADER_SIZE,
@@ -43,7 +43,13 @@ from .constants import (
     PROTOCOL_VERSION,
     Port,
 )
-from .errors import ChunkError, ChunkLimitExceeded, LimitExceeded, LocalProtocolError, RemoteProtocolError
+from .errors import (
+    ChunkError,
+    ChunkLimitExceeded,
+    LimitExceeded,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 from .wire import CHUNK_HEADER, MESSAGE_HEADER
 
 _U32_MAX = 0xFFFFFFFF
@@ -185,7 +191,7 @@ class RawMessage:
         return bytes(self.body)
 
 
-Item = Union[RawMessage, RemoteProtocolError]
+Item = RawMessage | RemoteProtocolError
 
 
 class _Assembly:

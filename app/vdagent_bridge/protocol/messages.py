@@ -10,7 +10,6 @@ capabilities, so it lives in :class:`~vdagent_bridge.protocol.codec.WireFormat`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from .constants import (
     ClipboardType,
@@ -216,22 +215,22 @@ class UnknownMessage:
     payload: bytes
 
 
-Message = Union[
-    MouseState,
-    MonitorsConfig,
-    Reply,
-    ClipboardData,
-    DisplayConfig,
-    AnnounceCapabilities,
-    ClipboardGrab,
-    ClipboardRequest,
-    ClipboardRelease,
-    FileXferStart,
-    FileXferStatusMessage,
-    FileXferData,
-    ClientDisconnected,
-    MaxClipboard,
-    AudioVolumeSync,
-    GraphicsDeviceInfo,
-    UnknownMessage,
-]
+Message = (
+    MouseState
+    | MonitorsConfig
+    | Reply
+    | ClipboardData
+    | DisplayConfig
+    | AnnounceCapabilities
+    | ClipboardGrab
+    | ClipboardRequest
+    | ClipboardRelease
+    | FileXferStart
+    | FileXferStatusMessage
+    | FileXferData
+    | ClientDisconnected
+    | MaxClipboard
+    | AudioVolumeSync
+    | GraphicsDeviceInfo
+    | UnknownMessage
+)

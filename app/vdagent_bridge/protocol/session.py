@@ -56,6 +56,7 @@ from .codec import Limits, WireFormat
 from .constants import (
     FILE_XFER_PIECE_SIZE,
     GUEST_MAX_ACTIVE_TRANSFERS,
+    PROTOCOL_VERSION,
     SELECTION_PREFIX_SIZE,
     TEXT_TYPES,
     Capability,
@@ -65,7 +66,6 @@ from .constants import (
     MonitorsConfigFlag,
     MouseButton,
     Port,
-    PROTOCOL_VERSION,
     Selection,
 )
 from .errors import LocalProtocolError, RemoteProtocolError, StateError
@@ -100,7 +100,6 @@ from .messages import (
     Message,
     MonitorConfig,
     MonitorsConfig,
-    MouseState,
     Reply,
 )
 from .wire import CHUNK_HEADER, MESSAGE_HEADER, MOUSE_STATE
@@ -663,10 +662,13 @@ class HostSession:
         if not self.guest_has(Capability.MONITORS_CONFIG):
             return False
         if not 0 < len(monitors) <= self.limits.max_monitors:
-            raise LocalProtocolError(f"{len(monitors)} monitors: need 1..{self.limits.max_monitors}")
+            raise LocalProtocolError(
+                f"{len(monitors)} monitors: need 1..{self.limits.max_monitors}"
+            )
         sparse = self.guest_has(Capability.SPARSE_MONITORS_CONFIG)
         for mon in monitors:
-            if (mon.width == 0 or mon.height == 0) and not (sparse and mon.width == mon.height == 0):
+            disabled = sparse and mon.width == mon.height == 0
+            if (mon.width == 0 or mon.height == 0) and not disabled:
                 raise LocalProtocolError(f"invalid monitor size {mon.width}x{mon.height}")
         self._send(MonitorsConfig(tuple(monitors), MonitorsConfigFlag.USE_POS))
         self._monitors = tuple(monitors)

@@ -51,7 +51,9 @@ class Endpoint:
             host, sep, port_text = rest.rpartition(":")
             host = host.strip("[]")
             if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-                raise EndpointError(f"endpoint {text!r}: expected tcp:HOST:PORT with a port 1-65535")
+                raise EndpointError(
+                    f"endpoint {text!r}: expected tcp:HOST:PORT with a port 1-65535"
+                )
             return cls("tcp", host=host, port=int(port_text))
         raise EndpointError(f"endpoint {text!r}: unknown scheme {scheme!r} (use unix: or tcp:)")
 

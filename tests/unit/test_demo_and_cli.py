@@ -1,0 +1,137 @@
+"""The demo guest's socket server, the asyncio connection around the engine, and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vdagent_bridge.cli import main
+from vdagent_bridge.demo import GuestServer
+from vdagent_bridge.protocol import (
+    CapabilitiesReceived,
+    ClipboardGrabbed,
+    ClipboardReceived,
+    ClipboardType,
+    Event,
+    HostSession,
+    Selection,
+)
+from vdagent_bridge.runtime import AgentConnection, Endpoint, EndpointError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _wait_for(queue: asyncio.Queue[Event], kind: type) -> Event:
+    while True:
+        event = await asyncio.wait_for(queue.get(), 5)
+        if isinstance(event, kind):
+            return event
+
+
+def test_guest_server_socket_is_private_and_serves_a_conversation(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with GuestServer(tmp_path / "run" / "guest.sock") as server:
+            mode = os.stat(server.path).st_mode
+            assert stat.S_IMODE(mode) == 0o600
+            assert stat.S_IMODE(os.stat(server.path.parent).st_mode) == 0o700
+            events: asyncio.Queue[Event] = asyncio.Queue()
+            session = HostSession()
+            conn = AgentConnection(session, events.put_nowait)
+            await conn.connect(Endpoint.parse(f"unix:{server.path}"))
+            reader = asyncio.create_task(conn.run())
+            await _wait_for(events, CapabilitiesReceived)
+            server.guest.copy(Selection.CLIPBOARD, {ClipboardType.UTF8_TEXT: b"over a socket"})
+            server.flush()
+            await _wait_for(events, ClipboardGrabbed)
+            session.request_clipboard(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT, conn.now())
+            conn.flush()
+            received = await _wait_for(events, ClipboardReceived)
+            assert received == ClipboardReceived(
+                Selection.CLIPBOARD, ClipboardType.UTF8_TEXT, b"over a socket"
+            )
+            await conn.close()
+            await asyncio.wait_for(reader, 5)
+
+    asyncio.run(scenario())
+
+
+def test_a_new_host_connection_takes_over_without_a_new_announce(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with GuestServer(tmp_path / "guest.sock") as server:
+            events: asyncio.Queue[Event] = asyncio.Queue()
+            session = HostSession()
+            first = AgentConnection(session, events.put_nowait)
+            await first.connect(Endpoint("unix", path=str(server.path)))
+            task = asyncio.create_task(first.run())
+            await _wait_for(events, CapabilitiesReceived)
+            await first.close()
+            await asyncio.wait_for(task, 5)
+
+            second = AgentConnection(session, events.put_nowait)
+            await second.connect(Endpoint("unix", path=str(server.path)), fresh=False)
+            task = asyncio.create_task(second.run())
+            session.grab_clipboard(Selection.CLIPBOARD, (ClipboardType.UTF8_TEXT,))
+            second.flush()
+            for _ in range(50):
+                if server.guest.selections[Selection.CLIPBOARD].holder.value == "host":
+                    break
+                await asyncio.sleep(0.02)
+            assert server.guest.selections[Selection.CLIPBOARD].holder.value == "host"
+            assert server.guest.log.count("New client connected") == 1
+            assert server.connections == 2
+            await second.close()
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("unix:/run/vm.sock", Endpoint("unix", path="/run/vm.sock")),
+        ("tcp:localhost:5555", Endpoint("tcp", host="localhost", port=5555)),
+        ("tcp:[::1]:5555", Endpoint("tcp", host="::1", port=5555)),
+    ],
+)
+def test_endpoints_parse(text: str, expected: Endpoint) -> None:
+    assert Endpoint.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "unix:", "/path", "tcp:host", "tcp:host:0", "tcp:h:99999",
+                                  "ftp:x"])
+def test_bad_endpoints_are_one_readable_line(text: str) -> None:
+    with pytest.raises(EndpointError) as info:
+        Endpoint.parse(text)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_demo_runs_both_directions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--demo", "--log-level", "warning"]) == 0
+    out = capsys.readouterr().out
+    assert "Hello from the guest" in out
+    assert "b'Hello from the host'" in out
+    assert "'notes.txt': 11" in out
+    assert "demo done" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--endpoint", "unix:/nonexistent/agent.sock"], ["--endpoint", "bogus"], ["--nope"]],
+)
+def test_cli_errors_are_one_line_and_nonzero(args: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vdagent_bridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "app")},
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
