@@ -1,0 +1,189 @@
+"""Conversation state on disk: one JSON file per VM, written atomically, private to the user.
+
+Why on disk: a live migration may move the VM to another host, where a second instance of the
+app takes over the conversation (export here, import there), and a state file tells a restarted
+app what the host owned. The file holds the engine snapshot (caps, serials, ownership, pending
+requests, partial input, queued output), which may contain clipboard bytes: it is created
+0600 in a 0700 directory, never world-readable even for an instant.
+
+Writes are atomic: a temporary file in the same directory, fsync, rename over the old file,
+fsync of the directory; a crash leaves either the old or the new state, never a torn one.
+Reads never fail the app: a missing file is "no state", and a file that does not parse or has
+an unknown version is moved aside (``NAME.bad-TIMESTAMP``, kept for inspection) and reported,
+and the VM starts fresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Version of the file layout (not of the engine snapshot inside, which has its own).
+SCHEMA_VERSION = 1
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class StoreError(Exception):
+    """A state file that cannot be used; the message is one readable line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A VM's state read from disk."""
+
+    vm: str
+    saved_at: float
+    session: dict[str, Any]
+
+
+def _file_name(vm: str) -> str:
+    """A file name for ``vm`` that cannot escape the directory or collide."""
+    if _SAFE_NAME.fullmatch(vm) and vm not in (".", ".."):
+        return f"{vm}.json"
+    return "%" + vm.encode("utf-8").hex() + ".json"
+
+
+class StateStore:
+    """Per-VM state files under ``directory``."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def path(self, vm: str) -> Path:
+        return self.directory / _file_name(vm)
+
+    def _ensure_directory(self) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # An existing directory keeps its mode; tighten ours if someone loosened it.
+        if self.directory.stat().st_mode & 0o077:
+            os.chmod(self.directory, 0o700)
+
+    def save(self, vm: str, session: dict[str, Any]) -> Path:
+        """Write ``vm``'s state atomically. Raises OSError if the disk refuses."""
+        self._ensure_directory()
+        target = self.path(vm)
+        _write_atomic(target, _document(vm, session))
+        return target
+
+    def load(self, vm: str) -> Loaded | None:
+        """``vm``'s state, or None when there is none or it was unusable (then moved aside)."""
+        path = self.path(vm)
+        try:
+            return self.read(path, expect_vm=vm)
+        except FileNotFoundError:
+            return None
+        except StoreError as err:
+            kept = self._set_aside(path)
+            log.error("%s; starting %s fresh (the bad file is kept as %s)", err, vm, kept)
+            return None
+
+    def read(self, path: str | os.PathLike[str], *, expect_vm: str | None = None) -> Loaded:
+        """Parse a state file (ours, or one exported elsewhere).
+
+        :raises FileNotFoundError: no such file.
+        :raises StoreError: unreadable, not JSON, another version or another VM's state.
+        """
+        try:
+            raw = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            raise StoreError(f"cannot read state file {path}: {err.strerror}") from err
+        try:
+            document = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise StoreError(f"state file {path} is not valid JSON ({err})") from err
+        if not isinstance(document, dict):
+            raise StoreError(f"state file {path} does not hold a state object")
+        version = document.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"state file {path} has version {version!r}, expected {SCHEMA_VERSION}"
+            )
+        vm = document.get("vm")
+        saved_at = document.get("saved_at")
+        session = document.get("session")
+        if not isinstance(vm, str) or not isinstance(saved_at, (int, float)):
+            raise StoreError(f"state file {path} lacks its VM name or time")
+        if not isinstance(session, dict):
+            raise StoreError(f"state file {path} lacks the session state")
+        if expect_vm is not None and vm != expect_vm:
+            raise StoreError(f"state file {path} belongs to VM {vm!r}, not {expect_vm!r}")
+        return Loaded(vm, float(saved_at), session)
+
+    def _set_aside(self, path: Path) -> Path:
+        kept = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(path, kept)
+        except OSError as err:
+            log.error("cannot move %s aside: %s", path, err.strerror)
+            return path
+        return kept
+
+    def delete(self, vm: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(vm))
+
+    def export(self, vm: str, destination: str | os.PathLike[str]) -> Path:
+        """Write ``vm``'s current state to ``destination`` (atomically, 0600).
+
+        :raises StoreError: there is no usable state for ``vm``.
+        """
+        loaded = self.load(vm)
+        if loaded is None:
+            raise StoreError(f"no saved state for VM {vm!r} in {self.directory}")
+        target = Path(destination)
+        _write_atomic(target, _document(vm, loaded.session))
+        return target
+
+    def import_(self, source: str | os.PathLike[str], vm: str | None = None) -> Loaded:
+        """Take over a state exported elsewhere, as ``vm`` (default: the VM it names).
+
+        :raises StoreError: the file is unusable; nothing is changed then.
+        :raises FileNotFoundError: no such file.
+        """
+        loaded = self.read(source)
+        name = vm or loaded.vm
+        self.save(name, loaded.session)
+        return Loaded(name, loaded.saved_at, loaded.session)
+
+
+def _document(vm: str, session: dict[str, Any]) -> bytes:
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "vm": vm,
+        "saved_at": time.time(),
+        "session": session,
+    }
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Temporary file (0600) beside ``target``, fsync, rename, fsync of the directory."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
