@@ -290,6 +290,8 @@ def _encode(msg: Message, fmt: WireFormat) -> tuple[int, bytes]:
     if isinstance(msg, UnknownMessage):
         return msg.type, msg.payload
     if isinstance(msg, MonitorsConfig):
+        if (msg.physical_sizes is not None) != bool(msg.flags & MonitorsConfigFlag.PHYSICAL_SIZE):
+            raise ValueError("physical sizes go with the PHYSICAL_SIZE flag, and only with it")
         value: dict[str, object] = {
             "flags": int(msg.flags),
             "monitors": [

@@ -72,6 +72,8 @@ def frame(
     :raises LocalProtocolError: if the payload does not fit the u32 size field.
     """
     size = len(payload) + len(tail)
+    if max_chunk < 1:
+        raise LocalProtocolError(f"chunk size must be positive, not {max_chunk}")
     if size > _U32_MAX - MESSAGE_HEADER_SIZE:
         raise LocalProtocolError(f"message payload of {size} bytes does not fit a u32 size")
     header = MESSAGE_HEADER.pack(PROTOCOL_VERSION, msg_type, 0, size)

@@ -1,0 +1,135 @@
+"""The VM runtime's reconnect loop, against the demo guest on a real UNIX socket."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vdagent_bridge.demo import GuestServer, SimulatedGuest
+from vdagent_bridge.protocol import (
+    CapabilitiesReceived,
+    ClipboardType,
+    Event,
+    HostSession,
+    Owner,
+    Selection,
+)
+from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
+from vdagent_bridge.state import StateStore
+
+
+def quick() -> Iterator[float]:
+    return itertools.repeat(0.05)
+
+
+async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def test_runtime_waits_for_the_socket_then_connects_fresh(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "agent.sock"
+        states: list[Runstate] = []
+        events: list[Event] = []
+        vm = VmRuntime("vm", [Site(Endpoint("unix", path=str(path)))],
+                       on_event=events.append, on_runstate=states.append, delays=quick)
+        task = asyncio.create_task(vm.run())
+        await until(lambda: Runstate.WAITING in states)  # no socket yet: retrying
+        async with GuestServer(path) as server:
+            await until(lambda: any(isinstance(e, CapabilitiesReceived) for e in events))
+            assert vm.runstate is Runstate.CONNECTED
+            assert server.guest.log.count("New client connected") == 1
+            await vm.stop()
+            await asyncio.wait_for(task, 5)
+        assert vm.runstate is Runstate.IDLE
+
+    asyncio.run(scenario())
+
+
+def test_after_the_socket_drops_the_next_connection_is_fresh_and_regrabs(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "agent.sock"
+        guest = SimulatedGuest()
+        vm = VmRuntime("vm", [Site(Endpoint("unix", path=str(path)))], delays=quick)
+        async with GuestServer(path, guest) as server:
+            task = asyncio.create_task(vm.run())
+            await until(lambda: vm.session.clipboard_ready)
+            vm.session.grab_clipboard(Selection.CLIPBOARD, (ClipboardType.UTF8_TEXT,))
+            vm.flush()
+            await until(lambda: guest.selections[Selection.CLIPBOARD].holder.value == "host")
+            before = vm.connections
+        # The VM's socket goes away (QEMU restarted): the runtime keeps retrying.
+        await until(lambda: vm.runstate in (Runstate.WAITING, Runstate.CONNECTING))
+        guest2 = SimulatedGuest()
+        async with GuestServer(path, guest2):
+            await until(lambda: vm.connections > before and vm.session.clipboard_ready)
+            # Fresh: announced again, and the host's selection re-grabbed on the new guest.
+            await until(lambda: guest2.selections[Selection.CLIPBOARD].holder.value == "host")
+            assert vm.session.owner(Selection.CLIPBOARD) is Owner.HOST
+            await vm.stop()
+            await asyncio.wait_for(task, 5)
+        del server
+
+    asyncio.run(scenario())
+
+
+def test_permission_denied_is_fatal_with_a_readable_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As root, file modes do not refuse a connect, so the refusal is simulated at the socket.
+    async def refuse(self: Endpoint) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Endpoint, "open", refuse)
+
+    async def scenario() -> None:
+        vm = VmRuntime("vm", [Site(Endpoint("unix", path=str(tmp_path / "s")))], delays=quick)
+        await asyncio.wait_for(vm.run(), 5)
+        assert vm.runstate is Runstate.FAILED
+        assert vm.failure == f"cannot connect to unix:{tmp_path / 's'}: Permission denied"
+
+    asyncio.run(scenario())
+
+
+def test_takeover_continues_an_imported_conversation_without_announcing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "agent.sock"
+        guest = SimulatedGuest()
+        store = StateStore(tmp_path / "state")
+        async with GuestServer(path, guest) as server:
+            first = VmRuntime("vm", [Site(Endpoint("unix", path=str(path)))], store=store,
+                              delays=quick)
+            task = asyncio.create_task(first.run())
+            await until(lambda: first.session.clipboard_ready)
+            guest.copy(Selection.CLIPBOARD, {ClipboardType.UTF8_TEXT: b"keep me"})
+            server.flush()
+            await until(lambda: first.session.owner(Selection.CLIPBOARD) is Owner.GUEST)
+            await first.stop()
+            await asyncio.wait_for(task, 5)
+            loaded = store.load("vm")
+            assert loaded is not None
+
+            session = HostSession.restore(loaded.session, 0.0)
+            second = VmRuntime("vm", [Site(Endpoint("unix", path=str(path)))], session=session,
+                               takeover=True, delays=quick)
+            received: list[Event] = []
+            second._on_event = received.append
+            task = asyncio.create_task(second.run())
+            await until(lambda: second.runstate is Runstate.CONNECTED)
+            session.request_clipboard(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT, second.now())
+            second.flush()
+            await until(lambda: any(getattr(e, "data", None) == b"keep me" for e in received))
+            assert guest.log.count("New client connected") == 1
+            await second.stop()
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
