@@ -42,8 +42,10 @@ class ClipboardGrabbed:
 
 @dataclass(frozen=True, slots=True)
 class ClipboardGrabIgnored:
-    """A guest GRAB was dropped: its serial lost a race against a host grab (or the selection
-    or types were unusable). The guest agent sees the same outcome."""
+    """A guest GRAB was dropped: it crossed a host grab and its serial is lower than ours (or
+    its selection is unusable). The agent resolves the same race the same way; if a later guest
+    grab follows, that one carries a serial we accept, and the guest owns the selection on both
+    sides (the daemon then drops our grab)."""
 
     selection: Selection | int
     serial: int | None

@@ -407,7 +407,9 @@ class HostSession:
             expected = state.serial
             if not state.accept_guest_serial(msg.serial):
                 self._events.append(
-                    ClipboardGrabIgnored(sel, msg.serial, expected, "lower serial: host won")
+                    ClipboardGrabIgnored(
+                        sel, msg.serial, expected, "lower serial: it crossed a host grab"
+                    )
                 )
                 return
         state.owner, state.types, state.release_at = Owner.GUEST, msg.types, None

@@ -10,9 +10,12 @@ or a restored session).
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import logging
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,8 +78,13 @@ class AgentConnection:
         session: HostSession,
         on_event: Callable[[Event], None],
         on_protocol_error: Callable[[RemoteProtocolError], None] | None = None,
+        after_input: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
+        # What to do once received bytes are handled: write the answers. The VM runtime
+        # passes its own flush, which writes on whichever connection is current (during a
+        # migration switchover the old connection still reads while the new one writes).
+        self._after_input = after_input or self.flush
         self._on_event = on_event
         self._on_protocol_error = on_protocol_error
         self._reader: asyncio.StreamReader | None = None
@@ -84,6 +92,11 @@ class AgentConnection:
         self._timer: asyncio.TimerHandle | None = None
         self.bytes_in = 0
         self.bytes_out = 0
+        #: While True, :meth:`flush` writes nothing: output stays queued in the session
+        #: (a migration holds it from the source's STOP to the destination's RESUME).
+        self.hold = False
+        #: Loop time of the last bytes received.
+        self.last_input = 0.0
 
     @property
     def connected(self) -> bool:
@@ -92,10 +105,12 @@ class AgentConnection:
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    async def connect(self, endpoint: Endpoint, *, fresh: bool = True) -> None:
+    async def connect(self, endpoint: Endpoint, *, fresh: bool = True, hold: bool = False) -> None:
         """Open the stream. ``fresh`` starts a new conversation (caps with request=1);
-        ``fresh=False`` continues the session's conversation as it stands."""
+        ``fresh=False`` continues the session's conversation as it stands. With ``hold``
+        nothing is written until :attr:`hold` is cleared (a pre-connected destination)."""
         self._reader, self._writer = await endpoint.open()
+        self.hold = hold
         if fresh:
             self.session.start(self.now())
         self.flush()
@@ -105,11 +120,33 @@ class AgentConnection:
         action method on the session."""
         if self._writer is None or self._writer.is_closing():
             return
-        data = self.session.data_to_send()
-        if data:
-            self.bytes_out += len(data)
-            self._writer.write(data)
+        if not self.hold:
+            data = self.session.data_to_send()
+            if data:
+                self.write(data)
         self._arm_timer()
+
+    def write(self, data: bytes) -> None:
+        """Write raw bytes (already framed)."""
+        assert self._writer is not None
+        self.bytes_out += len(data)
+        self._writer.write(data)
+
+    def unread_output(self) -> int:
+        """Roughly how much of our output the peer has not read yet: asyncio's write buffer
+        plus the socket's send queue (SIOCOUTQ; for a UNIX socket the kernel counts buffer
+        memory, not bytes, so only 0 — "everything was read" — is exact)."""
+        if self._writer is None:
+            return 0
+        transport = self._writer.transport
+        pending = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            buf = array.array("i", [0])
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)
+                pending += buf[0]
+        return pending
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -123,7 +160,7 @@ class AgentConnection:
         self._timer = None
         self.session.handle_timeout(self.now())
         self._drain_events()
-        self.flush()
+        self._after_input()
 
     def _drain_events(self) -> None:
         while True:
@@ -146,9 +183,11 @@ class AgentConnection:
             while data := await reader.read(_READ_SIZE):
                 self.bytes_in += len(data)
                 self.session.receive_data(data, self.now())
+                self.last_input = self.now()
                 self._drain_events()
-                self.flush()
-                await writer.drain()
+                self._after_input()
+                if not writer.is_closing():
+                    await writer.drain()
         finally:
             if self._timer is not None:
                 self._timer.cancel()

@@ -40,11 +40,19 @@ from ..protocol import Event, HostSession, RemoteProtocolError, StateError
 from ..state import StateStore
 from .backoff import backoff
 from .connection import AgentConnection, Endpoint
+from .qmp import MigrationStatus, QmpError, QmpMonitor
 
 log = logging.getLogger(__name__)
 
 #: How long after a change the state is written (so a burst of events costs one write).
 SAVE_DELAY = 1.0
+
+
+#: After a migration switch, the source connection is read until it has been quiet this
+#: long (the guest stopped long before; its last bytes may still be in our socket), at most
+#: SWITCH_DRAIN_MAX.
+SWITCH_QUIET = 0.02
+SWITCH_DRAIN_MAX = 0.5
 
 
 class Runstate(enum.Enum):
@@ -53,8 +61,19 @@ class Runstate(enum.Enum):
     IDLE = "idle"
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    MIGRATING = "migrating"
     WAITING = "waiting"
     FAILED = "failed"
+
+
+@dataclass(slots=True)
+class _Migration:
+    """A migration in progress: the pre-connected destination, if any."""
+
+    index: int | None
+    conn: AgentConnection | None
+    started: float
+    source_stopped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +122,11 @@ class VmRuntime:
         self._stopping = asyncio.Event()
         self._save_handle: asyncio.TimerHandle | None = None
         self.protocol_errors = 0
+        self.migrations = 0
+        self._migration: _Migration | None = None
+        self._migration_ended = asyncio.Event()
+        self._switched = asyncio.Event()
+        self._follower: asyncio.Task[None] | None = None
 
     @property
     def site(self) -> Site:
@@ -137,7 +161,7 @@ class VmRuntime:
         delays = self._delays()
         while not self._stopping.is_set():
             self._set_runstate(Runstate.CONNECTING)
-            conn = AgentConnection(self.session, self._handle_event, self._handle_error)
+            conn = self._new_connection()
             try:
                 await conn.connect(self.site.agent, fresh=fresh)
             except OSError as err:
@@ -159,12 +183,14 @@ class VmRuntime:
             )
             reason = "the agent port closed"
             try:
-                await self._run_connection(conn)
+                await self._serve()
             except OSError as err:
                 reason = err.strerror or str(err)
             finally:
-                self.connection = None
-                await conn.close()
+                await self._end_migration_attempt()
+                current, self.connection = self.connection, None
+                if current is not None:
+                    await current.close()
                 self._save_now()
             if self._stopping.is_set():
                 break
@@ -173,20 +199,193 @@ class VmRuntime:
             await self._wait(next(delays), f"{reason}{qmp_note}")
         self._set_runstate(Runstate.IDLE)
 
-    async def _run_connection(self, conn: AgentConnection) -> None:
-        """Read until EOF or until stop() is called."""
-        reader = asyncio.create_task(conn.run(), name=f"{self.name}-reader")
+    def _new_connection(self) -> AgentConnection:
+        return AgentConnection(
+            self.session, self._handle_event, self._handle_error, after_input=self.flush
+        )
+
+    async def _serve(self) -> None:
+        """Read from the current connection until EOF or stop(); follow migrations (and the
+        switch to another connection they bring) while it lasts."""
+        if self.site.qmp is not None:
+            self._start_follower(self.site_index)
         stopper = asyncio.create_task(self._stopping.wait(), name=f"{self.name}-stop")
         try:
-            done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
+            while True:
+                conn = self.connection
+                assert conn is not None
+                reader = asyncio.create_task(conn.run(), name=f"{self.name}-reader")
+                switched = asyncio.create_task(self._switched.wait(), name=f"{self.name}-switch")
+                done, _ = await asyncio.wait(
+                    {reader, stopper, switched}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not switched.done():
+                    switched.cancel()
+                if switched in done or self.connection is not conn:
+                    self._switched.clear()
+                    await self._retire(conn, reader)
+                    continue
+                if stopper in done:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, OSError):
+                        await reader
+                    return
+                if self._migration is not None and self._migration.conn is not None:
+                    # The source went away mid-migration (it quit after completing): the
+                    # switch to the pre-connected destination is under way.
+                    with contextlib.suppress(OSError):
+                        reader.result()
+                    await self._wait_for_switch()
+                    continue
                 reader.result()  # EOF returns; a broken stream raises OSError
+                return
         finally:
-            for task in (reader, stopper):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            stopper.cancel()
+            if self._follower is not None:
+                self._follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._follower
+                self._follower = None
+
+    async def _retire(self, conn: AgentConnection, reader: asyncio.Task[None]) -> None:
+        """Let the previous connection deliver what the guest sent before it stopped, then
+        close it. Its output goes nowhere: it is held, and the runtime writes on the new one."""
+        conn.hold = True
+        loop = asyncio.get_running_loop()
+        end = loop.time() + SWITCH_DRAIN_MAX
+        while not reader.done() and loop.time() < end:
+            if loop.time() - conn.last_input >= SWITCH_QUIET:
+                break
+            await asyncio.sleep(SWITCH_QUIET / 4)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await reader
+        await conn.close()
+
+    async def _wait_for_switch(self) -> None:
+        waiter = asyncio.create_task(self._switched.wait())
+        ended = asyncio.create_task(self._migration_ended.wait())
+        stopper = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({waiter, ended, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, ended, stopper):
+                task.cancel()
+        if not self._switched.is_set():
+            raise ConnectionResetError("the source closed during a migration that did not end")
+        self._switched.clear()
+
+    # ---------------------------------------------------------------- migration
+
+    def _start_follower(self, index: int) -> None:
+        self._follower = asyncio.get_running_loop().create_task(
+            self._follow(index), name=f"{self.name}-qmp"
+        )
+
+    async def _follow(self, index: int) -> None:
+        """Watch site ``index``'s QMP monitor and carry the conversation through its
+        migrations."""
+        site = self.sites[index]
+        assert site.qmp is not None
+        monitor = QmpMonitor(site.qmp)
+        try:
+            await monitor.connect()
+        except QmpError as err:
+            log.warning("%s: %s; migrations cannot be followed, the reconnect after one "
+                        "starts fresh", self.name, err)
+            return
+        try:
+            await monitor.enable_migration_events()
+            async for event in monitor.events():
+                if event.kind == "stop" and self._migration is not None:
+                    self._migration.source_stopped = True
+                    if self.connection is not None and self.connection.unread_output():
+                        log.warning("%s: the source stopped with our output still unread",
+                                    self.name)
+                    continue
+                if event.kind != "migration" or event.status is None:
+                    continue
+                status = event.status
+                if status.running and self._migration is None:
+                    await self._begin_migration(index)
+                elif status is MigrationStatus.COMPLETED and self._migration is not None:
+                    await self._complete_migration()
+                    return
+                elif status in (MigrationStatus.FAILED, MigrationStatus.CANCELLED):
+                    if self._migration is not None:
+                        await self._abort_migration(f"the migration {status.value}")
+        except QmpError as err:
+            log.warning("%s: %s", self.name, err)
+        finally:
+            await monitor.close()
+
+    async def _begin_migration(self, source: int) -> None:
+        """Pre-connect to a destination's agent socket, so the guest never sees the host
+        leave; hold our output from now until the switch, so nothing we write can be left
+        unread in the source when it stops."""
+        self._migration_ended.clear()
+        self._set_runstate(Runstate.MIGRATING)
+        for index, site in enumerate(self.sites):
+            if index == source:
+                continue
+            conn = self._new_connection()
+            try:
+                await conn.connect(site.agent, fresh=False, hold=True)
+            except OSError as err:
+                log.info("%s: destination %s not reachable: %s", self.name, site.agent,
+                         err.strerror or err)
+                continue
+            self._migration = _Migration(index, conn, self.now())
+            if self.connection is not None:
+                self.connection.hold = True
+            log.info("%s: migration started; pre-connected to %s", self.name, site.agent)
+            return
+        self._migration = _Migration(None, None, self.now())
+        log.warning("%s: migration started but no destination agent socket is reachable: "
+                    "the guest will see the host reconnect after it", self.name)
+
+    async def _complete_migration(self) -> None:
+        """The source finished: continue on the destination (bytes written there now are
+        delivered when the guest resumes), or reconnect fresh if we could not pre-connect."""
+        migration = self._migration
+        assert migration is not None
+        self._migration = None
+        self._migration_ended.set()
+        if migration.conn is None or migration.index is None:
+            # Continue with the next site, fresh (the guest saw the host go).
+            self.site_index = (self.site_index + 1) % len(self.sites)
+            if self.connection is not None:
+                await self.connection.close()
+            return
+        self.site_index = migration.index
+        self.connection = migration.conn
+        migration.conn.hold = False
+        self.migrations += 1
+        self._set_runstate(Runstate.CONNECTED)
+        self.flush()  # what was held goes to the destination, in order
+        self._switched.set()
+        log.info("%s: migration completed in %.0f ms; continuing on %s", self.name,
+                 (self.now() - migration.started) * 1000, self.site.agent)
+        if self.site.qmp is not None:
+            self._start_follower(self.site_index)
+
+    async def _abort_migration(self, reason: str) -> None:
+        """The migration failed or was cancelled: drop the destination, release our output
+        to the source."""
+        migration = self._migration
+        self._migration = None
+        self._migration_ended.set()
+        if migration is not None and migration.conn is not None:
+            await migration.conn.close()
+        if self.connection is not None:
+            self.connection.hold = False
+        self._set_runstate(Runstate.CONNECTED)
+        self.flush()
+        log.info("%s: %s; staying on %s", self.name, reason, self.site.agent)
+
+    async def _end_migration_attempt(self) -> None:
+        if self._migration is not None:
+            await self._abort_migration("the connection ended during a migration")
 
     async def _wait(self, delay: float, reason: str) -> None:
         self._set_runstate(Runstate.WAITING)
@@ -198,10 +397,10 @@ class VmRuntime:
         """Ask :meth:`run` to end (it returns after closing the connection)."""
         self._stopping.set()
 
-    def reconnect(self) -> None:
-        """Drop the current connection now; the loop reconnects (fresh) at once."""
+    async def reconnect(self) -> None:
+        """Drop the current connection now; the loop reconnects (fresh)."""
         if self.connection is not None:
-            asyncio.get_running_loop().create_task(self.connection.close())
+            await self.connection.close()
 
     # ---------------------------------------------------------------- events and state
 
