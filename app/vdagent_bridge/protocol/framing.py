@@ -89,12 +89,14 @@ def frame(
     body = memoryview(tail)
     first = max_chunk - len(head)
     full = CHUNK_HEADER.pack(port, max_chunk)
-    parts: list[bytes | memoryview] = [full, head, body[:first]]
-    pack = CHUNK_HEADER.pack
-    for start in range(first, len(body), max_chunk):
-        piece = body[start : start + max_chunk]
-        parts.append(full if len(piece) == max_chunk else pack(port, len(piece)))
-        parts.append(piece)
+    # Full chunks share one header object; the list of (header, slice) pairs is filled with
+    # slice assignments so the per-chunk work stays in C (32768 chunks for 64 MiB).
+    starts = range(first, len(body), max_chunk)
+    pieces = [body[start : start + max_chunk] for start in starts]
+    parts: list[bytes | memoryview] = [full, head, body[:first]] + [full] * (2 * len(pieces))
+    parts[4::2] = pieces
+    if pieces and len(pieces[-1]) != max_chunk:
+        parts[-2] = CHUNK_HEADER.pack(port, len(pieces[-1]))
     return b"".join(parts)
 
 
