@@ -19,11 +19,19 @@ DEBIAN_PACKAGES=(
     libegl1 libgl1 libfontconfig1 libdbus-1-3
 )
 
+# The real-QEMU migration tests (tests/qemu) need QEMU and what goes into the guest image.
+mapfile -t QEMU_PACKAGES < <(python3 tests/qemu/guest_image.py --packages)
+DEBIAN_PACKAGES+=("${QEMU_PACKAGES[@]}")
+
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
         || missing+=("$pkg")
 done
+# The kernel for the QEMU guest image is fetched with apt-get download: it needs package lists.
+if [[ $(id -u) -eq 0 ]] && ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+    apt-get update -qq
+fi
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "tests/run.sh: missing Debian packages (run as root to install): ${missing[*]}" >&2

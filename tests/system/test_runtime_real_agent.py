@@ -1,0 +1,195 @@
+"""The VM runtime (asyncio) against the REAL guest agent behind the pty relay.
+
+The runtime keeps one session across connections. Here the relay stands in for QEMU's socket
+chardev: every new connection after a drop is fresh (the runtime announces caps with
+request=1), and the clipboard must work again both ways, however badly the previous
+connection ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+from agent_stack import AgentStack
+
+from vdagent_bridge.protocol import (
+    CapabilitiesReceived,
+    ClipboardGrabbed,
+    ClipboardReceived,
+    ClipboardRequested,
+    ClipboardRequestFailed,
+    ClipboardType,
+    Event,
+    FailureReason,
+    Owner,
+    Selection,
+)
+from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
+
+pytestmark = pytest.mark.system
+
+TEXT = ClipboardType.UTF8_TEXT
+CB = Selection.CLIPBOARD
+TIMEOUT = 10.0
+
+
+def quick() -> Iterator[float]:
+    while True:
+        yield 0.05
+
+
+class Harness:
+    """A VmRuntime on the stack's socket, with its events in a list."""
+
+    def __init__(self, stack: AgentStack) -> None:
+        self.stack = stack
+        self.events: list[Event] = []
+        self.vm = VmRuntime(
+            "vm", [Site(Endpoint("unix", path=str(stack.socket_path)))],
+            on_event=self.events.append, delays=quick,
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Harness:
+        self.task = asyncio.create_task(self.vm.run())
+        await self.until(lambda: self.vm.session.clipboard_ready)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.vm.stop()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, TIMEOUT)
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while not predicate():
+            if loop.time() > end:
+                raise AssertionError(f"timed out; events: {self.events[-8:]!r}")
+            await asyncio.sleep(0.01)
+
+    async def event(self, kind: type, since: int, timeout: float = TIMEOUT) -> Event:
+        await self.until(lambda: any(isinstance(e, kind) for e in self.events[since:]), timeout)
+        return next(e for e in self.events[since:] if isinstance(e, kind))
+
+    async def guest_to_host(self, data: bytes) -> None:
+        """The guest copies ``data``; the host fetches it and gets it whole."""
+        mark = len(self.events)
+        await asyncio.to_thread(self.stack.guest_copy, data)
+        await self.event(ClipboardGrabbed, mark)
+        mark = len(self.events)
+        self.vm.session.request_clipboard(CB, TEXT, self.vm.now())
+        self.vm.flush()
+        received = await self.event(ClipboardReceived, mark, timeout=30)
+        assert isinstance(received, ClipboardReceived) and received.data == data
+
+    async def host_to_guest(self, data: bytes) -> None:
+        """The host copies ``data``; a guest paste gets it whole."""
+        mark = len(self.events)
+        self.vm.session.grab_clipboard(CB, (TEXT,))
+        self.vm.flush()
+        await asyncio.sleep(0.1)  # let the session agent take the selection
+        paste = self.stack.guest_paste_async("clipboard", "UTF8_STRING", timeout=20)
+        await self.event(ClipboardRequested, mark)
+        assert self.vm.session.send_clipboard_data(CB, TEXT, data)
+        self.vm.flush()
+        assert await asyncio.wrap_future(paste) == data
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_reconnect_after_the_socket_drops_is_fresh_and_the_clipboard_works_again(
+    agent_stack: AgentStack,
+) -> None:
+    async def scenario() -> None:
+        async with Harness(agent_stack) as h:
+            await h.guest_to_host(b"before the drop")
+            announces = agent_stack.count_log("New client connected")
+            first = h.vm.connections
+            await h.vm.reconnect()
+            await h.until(lambda: h.vm.connections > first and h.vm.session.clipboard_ready)
+            await h.until(lambda: agent_stack.count_log("New client connected") > announces)
+            assert h.vm.runstate is Runstate.CONNECTED
+            await h.guest_to_host(b"guest after the drop")
+            await h.host_to_guest(b"host after the drop")
+
+    run(scenario)
+
+
+def test_host_selection_is_regrabbed_on_the_fresh_connection(agent_stack: AgentStack) -> None:
+    async def scenario() -> None:
+        async with Harness(agent_stack) as h:
+            h.vm.session.grab_clipboard(Selection.PRIMARY, (TEXT,))
+            h.vm.flush()
+            first = h.vm.connections
+            await h.vm.reconnect()
+            await h.until(lambda: h.vm.connections > first and h.vm.session.clipboard_ready)
+            assert h.vm.session.owner(Selection.PRIMARY) is Owner.HOST
+            mark = len(h.events)
+            paste = agent_stack.guest_paste_async("primary", "UTF8_STRING", timeout=20)
+            await h.event(ClipboardRequested, mark)
+            h.vm.session.send_clipboard_data(Selection.PRIMARY, TEXT, b"still mine")
+            h.vm.flush()
+            assert await asyncio.wrap_future(paste) == b"still mine"
+
+    run(scenario)
+
+
+def test_connection_killed_at_random_offsets_of_a_large_transfer(agent_stack: AgentStack) -> None:
+    """Cut the connection at many points of a guest → host transfer: no request stays
+    pending, and the next transfer succeeds every time."""
+    data = bytes(random.Random(7).getrandbits(8) for _ in range(256)) * (16 * 1024)  # 4 MiB
+    rng = random.Random(1234)
+
+    async def scenario() -> None:
+        async with Harness(agent_stack) as h:
+            await asyncio.to_thread(agent_stack.guest_copy, data)
+            await h.until(lambda: h.vm.session.owner(CB) is Owner.GUEST)
+            for round_ in range(8):
+                conn = h.vm.connection
+                assert conn is not None
+                cut_at = rng.randrange(1, len(data))
+                mark = len(h.events)
+                h.vm.session.request_clipboard(CB, TEXT, h.vm.now())
+                h.vm.flush()
+                await h.until(
+                    lambda c=conn, n=cut_at, m=mark: c.bytes_in >= n or len(h.events) > m, 30
+                )
+                first = h.vm.connections
+                await h.vm.reconnect()
+                await h.until(
+                    lambda f=first: h.vm.connections > f and h.vm.session.clipboard_ready
+                )
+                # Whatever was in flight has ended: received whole, or failed at once.
+                assert h.vm.session.pending_requests == ([], [])
+                ended = [e for e in h.events[mark:]
+                         if isinstance(e, (ClipboardReceived, ClipboardRequestFailed))]
+                assert len(ended) == 1, (round_, cut_at, ended)
+                if isinstance(ended[0], ClipboardRequestFailed):
+                    assert ended[0].reason is FailureReason.CONNECTION_RESET
+                else:
+                    assert ended[0].data == data
+                # The fresh conversation works: copy again (the announce made the session
+                # agent forget the guest's clipboard) and fetch it whole.
+                await h.guest_to_host(data[: len(data) - round_])
+            assert any(isinstance(e, CapabilitiesReceived) for e in h.events)
+
+    run(scenario)
+
+
+def test_stop_while_connected_leaves_the_runtime_idle(agent_stack: AgentStack) -> None:
+    async def scenario() -> None:
+        h = Harness(agent_stack)
+        async with h:
+            pass
+        assert h.vm.runstate is Runstate.IDLE
+        with contextlib.suppress(Exception):
+            assert h.task is not None and h.task.done()
+
+    run(scenario)
