@@ -92,8 +92,9 @@ def frame(
     # Full chunks share one header object; the list of (header, slice) pairs is filled with
     # slice assignments so the per-chunk work stays in C (32768 chunks for 64 MiB).
     starts = range(first, len(body), max_chunk)
-    pieces = [body[start : start + max_chunk] for start in starts]
-    parts: list[bytes | memoryview] = [full, head, body[:first]] + [full] * (2 * len(pieces))
+    pieces: list[bytes | memoryview] = [body[start : start + max_chunk] for start in starts]
+    parts: list[bytes | memoryview] = [full, head, body[:first]]
+    parts += [full] * (2 * len(pieces))
     parts[4::2] = pieces
     if pieces and len(pieces[-1]) != max_chunk:
         parts[-2] = CHUNK_HEADER.pack(port, len(pieces[-1]))

@@ -75,6 +75,9 @@ class QmpMonitor:
     """One QMP connection to one QEMU process."""
 
     def __init__(self, endpoint: Endpoint, name: str = "vdagent-bridge") -> None:
+        # qemu.qmp logs every failed connect at ERROR with a traceback; we report our own
+        # one-line errors (QmpError) where they matter, so keep the library quiet.
+        logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
         self.endpoint = endpoint
         self._client = QMPClient(name)
         self.events_enabled = False

@@ -73,6 +73,7 @@ class _Migration:
     index: int | None
     conn: AgentConnection | None
     started: float
+    monitor: QmpMonitor | None
     source_stopped: bool = False
 
 
@@ -132,6 +133,10 @@ class VmRuntime:
     def site(self) -> Site:
         return self.sites[self.site_index]
 
+    def add_site(self, site: Site) -> None:
+        """Another QEMU that may run the VM (a new migration destination)."""
+        self.sites.append(site)
+
     def _set_runstate(self, state: Runstate) -> None:
         if state is not self.runstate:
             log.debug("%s: %s -> %s", self.name, self.runstate.value, state.value)
@@ -171,7 +176,12 @@ class VmRuntime:
                     log.error("%s: %s", self.name, self.failure)
                     self._set_runstate(Runstate.FAILED)
                     return
-                await self._wait(next(delays), f"cannot connect to {self.site.agent}: {reason}")
+                failed = self.site.agent
+                # The VM may run at another site now (it migrated while we were away): try
+                # the sites in turn, waiting only after a full round.
+                self.site_index = (self.site_index + 1) % len(self.sites)
+                if self.site_index != 0 or len(self.sites) == 1:
+                    await self._wait(next(delays), f"cannot connect to {failed}: {reason}")
                 continue
             self.connection = conn
             self.connections += 1
@@ -277,23 +287,24 @@ class VmRuntime:
 
     # ---------------------------------------------------------------- migration
 
-    def _start_follower(self, index: int) -> None:
+    def _start_follower(self, index: int, monitor: QmpMonitor | None = None) -> None:
         self._follower = asyncio.get_running_loop().create_task(
-            self._follow(index), name=f"{self.name}-qmp"
+            self._follow(index, monitor), name=f"{self.name}-qmp"
         )
 
-    async def _follow(self, index: int) -> None:
-        """Watch site ``index``'s QMP monitor and carry the conversation through its
-        migrations."""
+    async def _follow(self, index: int, monitor: QmpMonitor | None = None) -> None:
+        """Watch site ``index``'s QMP monitor (``monitor`` when one is already open) and carry
+        the conversation through its migrations."""
         site = self.sites[index]
         assert site.qmp is not None
-        monitor = QmpMonitor(site.qmp)
-        try:
-            await monitor.connect()
-        except QmpError as err:
-            log.warning("%s: %s; migrations cannot be followed, the reconnect after one "
-                        "starts fresh", self.name, err)
-            return
+        if monitor is None:
+            monitor = QmpMonitor(site.qmp)
+            try:
+                await monitor.connect()
+            except QmpError as err:
+                log.warning("%s: %s; migrations cannot be followed, the reconnect after one "
+                            "starts fresh", self.name, err)
+                return
         try:
             await monitor.enable_migration_events()
             async for event in monitor.events():
@@ -319,28 +330,58 @@ class VmRuntime:
         finally:
             await monitor.close()
 
+    async def _destinations(self, source: int) -> list[tuple[int, QmpMonitor | None]]:
+        """Candidate destination sites, best first: those whose QEMU says it is waiting for
+        an incoming migration (with their open monitor, which the runtime keeps: a QMP socket
+        serves one client at a time), then those we cannot ask (no QMP)."""
+        waiting: list[tuple[int, QmpMonitor | None]] = []
+        unknown: list[tuple[int, QmpMonitor | None]] = []
+        for index, site in enumerate(self.sites):
+            if index == source:
+                continue
+            if site.qmp is None:
+                unknown.append((index, None))
+                continue
+            monitor = QmpMonitor(site.qmp)
+            try:
+                await monitor.connect(timeout=2.0)
+                status = await monitor.execute("query-status")
+            except QmpError:
+                await monitor.close()
+                continue  # not running, or not reachable: not the destination
+            if isinstance(status, dict) and status.get("status") == "inmigrate":
+                waiting.append((index, monitor))
+            else:
+                await monitor.close()
+        return waiting + unknown
+
     async def _begin_migration(self, source: int) -> None:
         """Pre-connect to a destination's agent socket, so the guest never sees the host
         leave; hold our output from now until the switch, so nothing we write can be left
         unread in the source when it stops."""
         self._migration_ended.clear()
         self._set_runstate(Runstate.MIGRATING)
-        for index, site in enumerate(self.sites):
-            if index == source:
-                continue
+        candidates = await self._destinations(source)
+        for position, (index, monitor) in enumerate(candidates):
+            site = self.sites[index]
             conn = self._new_connection()
             try:
                 await conn.connect(site.agent, fresh=False, hold=True)
             except OSError as err:
                 log.info("%s: destination %s not reachable: %s", self.name, site.agent,
                          err.strerror or err)
+                if monitor is not None:
+                    await monitor.close()
                 continue
-            self._migration = _Migration(index, conn, self.now())
+            for _, other in candidates[position + 1 :]:
+                if other is not None:
+                    await other.close()
+            self._migration = _Migration(index, conn, self.now(), monitor)
             if self.connection is not None:
                 self.connection.hold = True
             log.info("%s: migration started; pre-connected to %s", self.name, site.agent)
             return
-        self._migration = _Migration(None, None, self.now())
+        self._migration = _Migration(None, None, self.now(), None)
         log.warning("%s: migration started but no destination agent socket is reachable: "
                     "the guest will see the host reconnect after it", self.name)
 
@@ -367,7 +408,9 @@ class VmRuntime:
         log.info("%s: migration completed in %.0f ms; continuing on %s", self.name,
                  (self.now() - migration.started) * 1000, self.site.agent)
         if self.site.qmp is not None:
-            self._start_follower(self.site_index)
+            self._start_follower(self.site_index, migration.monitor)
+        elif migration.monitor is not None:
+            await migration.monitor.close()
 
     async def _abort_migration(self, reason: str) -> None:
         """The migration failed or was cancelled: drop the destination, release our output
@@ -377,6 +420,8 @@ class VmRuntime:
         self._migration_ended.set()
         if migration is not None and migration.conn is not None:
             await migration.conn.close()
+        if migration is not None and migration.monitor is not None:
+            await migration.monitor.close()
         if self.connection is not None:
             self.connection.hold = False
         self._set_runstate(Runstate.CONNECTED)
