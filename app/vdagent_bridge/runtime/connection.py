@@ -95,6 +95,9 @@ class AgentConnection:
         #: While True, :meth:`flush` writes nothing: output stays queued in the session
         #: (a migration holds it from the source's STOP to the destination's RESUME).
         self.hold = False
+        #: When set, everything written is also kept here (so it can be written elsewhere
+        #: if this peer turns out never to read it: a destination whose migration failed).
+        self.record: bytearray | None = None
         #: Loop time of the last bytes received.
         self.last_input = 0.0
 
@@ -131,6 +134,8 @@ class AgentConnection:
         assert self._writer is not None
         self.bytes_out += len(data)
         self._writer.write(data)
+        if self.record is not None:
+            self.record += data
 
     def unread_output(self) -> int:
         """Roughly how much of our output the peer has not read yet: asyncio's write buffer

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +139,7 @@ class QmpMonitor:
         status = await self.execute("query-status")
         return bool(isinstance(status, dict) and status.get("running"))
 
-    async def events(self) -> AsyncIterator[VmEvent]:
+    async def events(self) -> AsyncGenerator[VmEvent, None]:
         """MIGRATION status changes, STOP and RESUME, as they happen (polling query-migrate
         for the status when MIGRATION events are off). Ends when the monitor goes away."""
         last = await self.migration_status()

@@ -33,14 +33,14 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from ..protocol import Event, HostSession, RemoteProtocolError, StateError
 from ..state import StateStore
 from .backoff import backoff
 from .connection import AgentConnection, Endpoint
-from .qmp import MigrationStatus, QmpError, QmpMonitor
+from .qmp import MigrationStatus, QmpError, QmpMonitor, VmEvent
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ class _Migration:
     conn: AgentConnection | None
     started: float
     monitor: QmpMonitor | None
-    source_stopped: bool = False
+    writing_to_destination: bool = False
+    watcher: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ class VmRuntime:
         self._migration: _Migration | None = None
         self._migration_ended = asyncio.Event()
         self._switched = asyncio.Event()
-        self._follower: asyncio.Task[None] | None = None
+        self._followers: set[asyncio.Task[None]] = set()
 
     @property
     def site(self) -> Site:
@@ -147,8 +148,17 @@ class VmRuntime:
     # ---------------------------------------------------------------- actions
 
     def flush(self) -> None:
-        """Write what the session queued (call after an action on :attr:`session`)."""
-        if self.connection is not None:
+        """Write what the session queued (call after an action on :attr:`session`).
+
+        Output normally goes to the connection we read from; once the source of a migration
+        has stopped, it goes to the pre-connected destination already (QEMU delivers it when
+        the guest resumes there), so the first messages after the switch cost nothing extra.
+        """
+        migration = self._migration
+        if migration is not None and migration.writing_to_destination:
+            assert migration.conn is not None
+            migration.conn.flush()
+        elif self.connection is not None:
             self.connection.flush()
         self._schedule_save()
 
@@ -251,11 +261,10 @@ class VmRuntime:
                 return
         finally:
             stopper.cancel()
-            if self._follower is not None:
-                self._follower.cancel()
+            for task in list(self._followers):
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await self._follower
-                self._follower = None
+                    await task
 
     async def _retire(self, conn: AgentConnection, reader: asyncio.Task[None]) -> None:
         """Let the previous connection deliver what the guest sent before it stopped, then
@@ -288,9 +297,11 @@ class VmRuntime:
     # ---------------------------------------------------------------- migration
 
     def _start_follower(self, index: int, monitor: QmpMonitor | None = None) -> None:
-        self._follower = asyncio.get_running_loop().create_task(
-            self._follow(index, monitor), name=f"{self.name}-qmp"
+        task = asyncio.get_running_loop().create_task(
+            self._follow(index, monitor), name=f"{self.name}-qmp-{index}"
         )
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
 
     async def _follow(self, index: int, monitor: QmpMonitor | None = None) -> None:
         """Watch site ``index``'s QMP monitor (``monitor`` when one is already open) and carry
@@ -307,28 +318,33 @@ class VmRuntime:
                 return
         try:
             await monitor.enable_migration_events()
-            async for event in monitor.events():
-                if event.kind == "stop" and self._migration is not None:
-                    self._migration.source_stopped = True
-                    if self.connection is not None and self.connection.unread_output():
-                        log.warning("%s: the source stopped with our output still unread",
-                                    self.name)
-                    continue
-                if event.kind != "migration" or event.status is None:
-                    continue
-                status = event.status
-                if status.running and self._migration is None:
-                    await self._begin_migration(index)
-                elif status is MigrationStatus.COMPLETED and self._migration is not None:
-                    await self._complete_migration()
-                    return
-                elif status in (MigrationStatus.FAILED, MigrationStatus.CANCELLED):
-                    if self._migration is not None:
-                        await self._abort_migration(f"the migration {status.value}")
+            async with contextlib.aclosing(monitor.events()) as events:
+                await self._follow_events(index, events)
         except QmpError as err:
             log.warning("%s: %s", self.name, err)
         finally:
             await monitor.close()
+
+    async def _follow_events(self, index: int, events: AsyncIterator[VmEvent]) -> None:
+        """React to one site's migration events (see :meth:`_follow`)."""
+        async for event in events:
+            if self.site_index != index:
+                return  # switched on the destination's RESUME: that follower took over
+            if event.kind == "stop" and self._migration is not None:
+                self._source_stopped(self._migration)
+                continue
+            if event.kind != "migration" or event.status is None:
+                continue
+            status = event.status
+            if status.running and self._migration is None:
+                await self._begin_migration(index)
+            elif status is MigrationStatus.COMPLETED:
+                if self._migration is not None:
+                    await self._complete_migration()
+                return  # the VM runs elsewhere now; that site's follower takes over
+            elif status in (MigrationStatus.FAILED, MigrationStatus.CANCELLED):
+                if self._migration is not None:
+                    await self._abort_migration(f"the migration {status.value}")
 
     async def _destinations(self, source: int) -> list[tuple[int, QmpMonitor | None]]:
         """Candidate destination sites, best first: those whose QEMU says it is waiting for
@@ -360,6 +376,10 @@ class VmRuntime:
         leave; hold our output from now until the switch, so nothing we write can be left
         unread in the source when it stops."""
         self._migration_ended.clear()
+        # Hold first: whatever is written from now on waits for the switch (or goes to the
+        # source again if no destination can be reached).
+        if self.connection is not None:
+            self.connection.hold = True
         self._set_runstate(Runstate.MIGRATING)
         candidates = await self._destinations(source)
         for position, (index, monitor) in enumerate(candidates):
@@ -376,14 +396,49 @@ class VmRuntime:
             for _, other in candidates[position + 1 :]:
                 if other is not None:
                     await other.close()
-            self._migration = _Migration(index, conn, self.now(), monitor)
-            if self.connection is not None:
-                self.connection.hold = True
+            self._migration = migration = _Migration(index, conn, self.now(), monitor)
+            if monitor is not None:
+                migration.watcher = asyncio.get_running_loop().create_task(
+                    self._watch_destination(migration), name=f"{self.name}-destination"
+                )
             log.info("%s: migration started; pre-connected to %s", self.name, site.agent)
             return
         self._migration = _Migration(None, None, self.now(), None)
+        if self.connection is not None:
+            self.connection.hold = False
+            self.flush()
         log.warning("%s: migration started but no destination agent socket is reachable: "
                     "the guest will see the host reconnect after it", self.name)
+
+    def _source_stopped(self, migration: _Migration) -> None:
+        """The guest is paused for the final copy: from now on write to the destination
+        (recorded, in case the migration fails and the source resumes)."""
+        if self.connection is not None and self.connection.unread_output():
+            log.warning("%s: the source stopped with our output still unread", self.name)
+        if migration.conn is None:
+            return
+        migration.conn.record = bytearray()
+        migration.conn.hold = False
+        migration.writing_to_destination = True
+        log.debug("%s: the source stopped; writing to the destination", self.name)
+        self.flush()
+
+    async def _watch_destination(self, migration: _Migration) -> None:
+        """Switch as soon as the guest runs on the destination (its RESUME often comes
+        before the source reports the migration completed)."""
+        assert migration.monitor is not None
+        try:
+            async with contextlib.aclosing(migration.monitor.events()) as events:
+                async for event in events:
+                    if event.kind == "resume":
+                        break
+                else:
+                    return
+        except QmpError:
+            return
+        if self._migration is migration:
+            migration.watcher = None  # we are it: nothing to cancel
+            await self._complete_migration()
 
     async def _complete_migration(self) -> None:
         """The source finished: continue on the destination (bytes written there now are
@@ -392,6 +447,10 @@ class VmRuntime:
         assert migration is not None
         self._migration = None
         self._migration_ended.set()
+        if migration.watcher is not None:
+            migration.watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await migration.watcher
         if migration.conn is None or migration.index is None:
             # Continue with the next site, fresh (the guest saw the host go).
             self.site_index = (self.site_index + 1) % len(self.sites)
@@ -401,6 +460,7 @@ class VmRuntime:
         self.site_index = migration.index
         self.connection = migration.conn
         migration.conn.hold = False
+        migration.conn.record = None
         self.migrations += 1
         self._set_runstate(Runstate.CONNECTED)
         self.flush()  # what was held goes to the destination, in order
@@ -418,12 +478,22 @@ class VmRuntime:
         migration = self._migration
         self._migration = None
         self._migration_ended.set()
+        if migration is not None and migration.watcher is not None:
+            migration.watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await migration.watcher
+        resend = b""
         if migration is not None and migration.conn is not None:
+            # What went to the destination after the source stopped never reached the guest,
+            # which goes on running on the source: send it there, first.
+            resend = bytes(migration.conn.record or b"")
             await migration.conn.close()
         if migration is not None and migration.monitor is not None:
             await migration.monitor.close()
         if self.connection is not None:
             self.connection.hold = False
+            if resend:
+                self.connection.write(resend)
         self._set_runstate(Runstate.CONNECTED)
         self.flush()
         log.info("%s: %s; staying on %s", self.name, reason, self.site.agent)
