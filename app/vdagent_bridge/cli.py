@@ -1,11 +1,12 @@
 """Command line of vdagent-bridge.
 
-This increment ships the protocol engine and a console front end for it: with no endpoint
-(or ``--demo``) it starts the built-in demo guest on a private UNIX socket and shows a
-conversation with it (both clipboard directions, the pointer, a file); with ``--endpoint`` it
-connects to a real guest agent port, performs the caps exchange and prints what the guest does
-(its copies, which it fetches as text, and everything else it says). The tray application is
-built on the same engine (issue 4).
+This increment ships the protocol engine, the runtime and a console front end for them: with
+no endpoint (or ``--demo``) it starts the built-in demo guest on a private UNIX socket and
+shows a conversation with it (both clipboard directions, the pointer, a file); with
+``--endpoint`` (and ``--qmp``) it keeps a real VM's agent port connected — reconnecting, and
+following live migrations when it has QMP — and prints what the guest does (its copies, which
+it fetches as text, and everything else it says). The tray application is built on the same
+engine and runtime (issue 4).
 
 Errors a user can cause (a bad option, a wrong socket path) print one line and exit non-zero.
 """
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,13 +35,37 @@ from .protocol import (
     FileTransferFinished,
     FileTransferReady,
     HostSession,
+    LocalProtocolError,
     MonitorConfig,
     MouseButton,
     Selection,
 )
-from .runtime import AgentConnection, Endpoint, EndpointError
+from .runtime import AgentConnection, Endpoint, EndpointError, Runstate, Site, VmRuntime
+from .state import AppPaths, StateStore, StoreError
 
 log = logging.getLogger("vdagent_bridge")
+
+
+class _SiteAction(argparse.Action):
+    """``--endpoint`` starts a site, ``--qmp`` completes the last one (order matters)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sites: list[list[str | None]] = getattr(namespace, "sites", None) or []
+        if self.dest == "endpoint":
+            sites.append([str(values), None])
+        elif not sites:
+            parser.error("--qmp must follow the --endpoint of the same QEMU")
+        elif sites[-1][1] is not None:
+            parser.error("two --qmp for one --endpoint")
+        else:
+            sites[-1][1] = str(values)
+        namespace.sites = sites
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,12 +81,30 @@ def _parser() -> argparse.ArgumentParser:
         description="Host side of the SPICE vdagent protocol (clipboard, pointer, files).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--vm", default="vm", metavar="NAME",
+                        help="name of the VM (for its saved state; default: vm)")
     parser.add_argument(
         "--endpoint",
         metavar="URI",
-        help="guest agent port to connect to: unix:PATH or tcp:HOST:PORT "
-        "(without it the built-in demo guest is used)",
+        action=_SiteAction,
+        help="guest agent port to connect to: unix:PATH or tcp:HOST:PORT; give it again for "
+        "each QEMU that may run the VM (migration destinations). Without it the built-in "
+        "demo guest is used",
     )
+    parser.add_argument(
+        "--qmp",
+        metavar="URI",
+        action=_SiteAction,
+        help="QMP monitor of the QEMU whose --endpoint precedes it, to follow its migrations "
+        "(give the VM a -qmp of its own for the bridge)",
+    )
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="where conversation state is kept (default: the XDG state dir)")
+    parser.add_argument("--export-state", metavar="FILE",
+                        help="write the VM's saved conversation to FILE and exit")
+    parser.add_argument("--import-state", metavar="FILE",
+                        help="take over a conversation exported by another instance: "
+                        "continue it on the first endpoint without announcing")
     parser.add_argument("--demo", action="store_true", help="run against the built-in demo guest")
     parser.add_argument(
         "--log-level",
@@ -157,37 +201,53 @@ async def _demo() -> int:
     return 0
 
 
-async def _monitor(endpoint: Endpoint, seconds: float | None) -> int:
-    """Connect to a real agent port, announce, and print what the guest does."""
-    session = HostSession()
-
-    conn: AgentConnection
+async def _monitor(
+    name: str,
+    sites: list[Site],
+    store: StateStore,
+    session: HostSession | None,
+    seconds: float | None,
+) -> int:
+    """Keep the VM connected (reconnects, migrations), print what the guest does."""
+    runtime: VmRuntime
 
     def on_event(event: Event) -> None:
         print(describe(event), flush=True)
         if isinstance(event, ClipboardGrabbed) and ClipboardType.UTF8_TEXT in event.types:
-            session.request_clipboard(Selection(event.selection), ClipboardType.UTF8_TEXT,
-                                      conn.now())
-            conn.flush()
+            runtime.session.request_clipboard(
+                Selection(event.selection), ClipboardType.UTF8_TEXT, runtime.now()
+            )
+            runtime.flush()
 
-    conn = AgentConnection(session, on_event)
+    def on_runstate(state: Runstate) -> None:
+        print(f"{name}: {state.value}", flush=True)
+
+    runtime = VmRuntime(name, sites, session=session, store=store, takeover=session is not None,
+                        on_event=on_event, on_runstate=on_runstate)
+    task = asyncio.create_task(runtime.run(), name=f"{name}-runtime")
     try:
-        await conn.connect(endpoint)
-    except OSError as err:
-        print(f"vdagent-bridge: cannot connect to {endpoint}: {err.strerror or err}",
-              file=sys.stderr)
-        return 2
-    print(f"connected to {endpoint}", flush=True)
-    try:
-        await asyncio.wait_for(conn.run(), seconds)
+        await asyncio.wait_for(asyncio.shield(task), seconds)
     except asyncio.TimeoutError:
         pass
-    except OSError as err:
-        print(f"vdagent-bridge: connection to {endpoint} lost: {err}", file=sys.stderr)
-        return 1
     finally:
-        await conn.close()
+        await runtime.stop()
+        await task
+    if runtime.failure is not None:
+        print(f"vdagent-bridge: {runtime.failure}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _sites(pairs: list[list[str | None]]) -> list[Site]:
+    """The --endpoint/--qmp pairs as sites; raises EndpointError with a readable message."""
+    sites = []
+    for agent, qmp in pairs:
+        assert agent is not None
+        sites.append(Site(Endpoint.parse(agent), Endpoint.parse(qmp) if qmp else None))
+    first = sites[0].agent
+    if first.kind == "unix" and not os.path.exists(first.path):
+        raise EndpointError(f"no agent socket at {first.path} (is the VM running?)")
+    return sites
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,16 +257,34 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    endpoint = None
-    if args.endpoint and not args.demo:
+    store = StateStore(AppPaths.default(state_dir=args.state_dir).vm_state)
+    if args.export_state:
         try:
-            endpoint = Endpoint.parse(args.endpoint)
-        except EndpointError as err:
+            path = store.export(args.vm, args.export_state)
+        except (StoreError, OSError) as err:
             print(f"vdagent-bridge: {err}", file=sys.stderr)
             return 2
-    try:
-        if endpoint is None:
+        print(f"exported the conversation of {args.vm} to {path}")
+        return 0
+    pairs = getattr(args, "sites", None)
+    if not pairs or args.demo:
+        try:
             return asyncio.run(_demo())
-        return asyncio.run(_monitor(endpoint, args.seconds))
+        except KeyboardInterrupt:
+            return 130
+    session = None
+    try:
+        sites = _sites(pairs)
+        if args.import_state:
+            loaded = store.import_(args.import_state, args.vm)
+            session = HostSession.restore(loaded.session, 0.0)
+    except (EndpointError, StoreError, LocalProtocolError) as err:
+        print(f"vdagent-bridge: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"vdagent-bridge: {args.import_state}: {err.strerror}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_monitor(args.vm, sites, store, session, args.seconds))
     except KeyboardInterrupt:
         return 130

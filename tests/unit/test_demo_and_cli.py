@@ -135,3 +135,81 @@ def test_cli_errors_are_one_line_and_nonzero(args: list[str]) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+class _ServerThread:
+    """A GuestServer on its own event loop in a thread (the CLI runs its own loop)."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.server = GuestServer(path)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> GuestServer:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(5)
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def test_cli_keeps_a_vm_connected_and_exports_its_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sock = tmp_path / "agent.sock"
+    state = tmp_path / "state"
+    exported = tmp_path / "handover.json"
+    with _ServerThread(sock) as server:
+        assert main(["--vm", "vm1", "--endpoint", f"unix:{sock}", "--seconds", "1",
+                     "--state-dir", str(state), "--log-level", "warning"]) == 0
+        out = capsys.readouterr().out
+        assert "vm1: connected" in out
+        assert "guest caps: MOUSE_STATE" in out
+        assert main(["--vm", "vm1", "--export-state", str(exported),
+                     "--state-dir", str(state)]) == 0
+        assert stat.S_IMODE(os.stat(exported).st_mode) == 0o600
+
+        # Another instance takes the conversation over, on the same guest: no new announce.
+        assert main(["--vm", "vm2", "--endpoint", f"unix:{sock}", "--seconds", "1",
+                     "--import-state", str(exported), "--state-dir", str(state),
+                     "--log-level", "warning"]) == 0
+        assert server.guest.log.count("New client connected") == 1
+        assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--qmp", "unix:/q"], "--qmp must follow the --endpoint"),
+        (["--endpoint", "unix:/a", "--qmp", "unix:/q", "--qmp", "unix:/r"], "two --qmp"),
+    ],
+)
+def test_cli_usage_errors_exit_2_in_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--export-state", "/tmp/x.json", "--state-dir", "/nonexistent-dir"], "no saved state"),
+        (["--endpoint", "unix:/nonexistent/agent.sock"], "is the VM running?"),
+    ],
+)
+def test_cli_bad_paths_return_2_in_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.strip().count("\n") == 0
