@@ -14,7 +14,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
-from agent_stack import AgentStack
+from agent_stack import AgentStack, GuestCommandError
 
 from vdagent_bridge.protocol import (
     CapabilitiesReceived,
@@ -35,6 +35,8 @@ pytestmark = pytest.mark.system
 TEXT = ClipboardType.UTF8_TEXT
 CB = Selection.CLIPBOARD
 TIMEOUT = 10.0
+#: A target only the session agent offers when it owns a selection for the host.
+AGENT_ONLY_TARGET = "text/plain;charset=utf-8"
 
 
 def quick() -> Iterator[float]:
@@ -87,12 +89,28 @@ class Harness:
         received = await self.event(ClipboardReceived, mark, timeout=30)
         assert isinstance(received, ClipboardReceived) and received.data == data
 
+    async def agent_offers(self, selection: str) -> None:
+        """Wait until the session agent owns ``selection`` in the guest for the host (its
+        targets include one only the agent offers), so a guest paste asks the host."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + TIMEOUT
+        while True:
+            try:
+                targets = await asyncio.to_thread(self.stack.guest_targets, selection, 2.0)
+            except GuestCommandError:
+                targets = []
+            if AGENT_ONLY_TARGET in targets:
+                return
+            if loop.time() > end:
+                raise AssertionError(f"the agent never took {selection}: {targets}")
+            await asyncio.sleep(0.02)
+
     async def host_to_guest(self, data: bytes) -> None:
         """The host copies ``data``; a guest paste gets it whole."""
         mark = len(self.events)
         self.vm.session.grab_clipboard(CB, (TEXT,))
         self.vm.flush()
-        await asyncio.sleep(0.1)  # let the session agent take the selection
+        await self.agent_offers("clipboard")
         paste = self.stack.guest_paste_async("clipboard", "UTF8_STRING", timeout=20)
         await self.event(ClipboardRequested, mark)
         assert self.vm.session.send_clipboard_data(CB, TEXT, data)
@@ -131,6 +149,7 @@ def test_host_selection_is_regrabbed_on_the_fresh_connection(agent_stack: AgentS
             await h.vm.reconnect()
             await h.until(lambda: h.vm.connections > first and h.vm.session.clipboard_ready)
             assert h.vm.session.owner(Selection.PRIMARY) is Owner.HOST
+            await h.agent_offers("primary")
             mark = len(h.events)
             paste = agent_stack.guest_paste_async("primary", "UTF8_STRING", timeout=20)
             await h.event(ClipboardRequested, mark)
@@ -151,7 +170,7 @@ def test_connection_killed_at_random_offsets_of_a_large_transfer(agent_stack: Ag
         async with Harness(agent_stack) as h:
             await asyncio.to_thread(agent_stack.guest_copy, data)
             await h.until(lambda: h.vm.session.owner(CB) is Owner.GUEST)
-            for round_ in range(8):
+            for round_ in range(16):
                 conn = h.vm.connection
                 assert conn is not None
                 cut_at = rng.randrange(1, len(data))
@@ -179,6 +198,38 @@ def test_connection_killed_at_random_offsets_of_a_large_transfer(agent_stack: Ag
                 # agent forget the guest's clipboard) and fetch it whole.
                 await h.guest_to_host(data[: len(data) - round_])
             assert any(isinstance(e, CapabilitiesReceived) for e in h.events)
+
+    run(scenario)
+
+
+def test_session_agent_restart_keeps_the_host_state_and_the_clipboard_works(
+    agent_stack: AgentStack,
+) -> None:
+    """The guest's session agent restarts (a logout, a crash): the daemon releases with its
+    1-byte RELEASE and announces request=1; the runtime stays connected, the session
+    re-announces, and what the host owns is grabbed again on the new session agent."""
+
+    async def scenario() -> None:
+        async with Harness(agent_stack) as h:
+            h.vm.session.grab_clipboard(Selection.PRIMARY, (TEXT,))
+            h.vm.flush()
+            await h.guest_to_host(b"before the restart")
+            connections = h.vm.connections
+            mark = len(h.events)
+            await asyncio.to_thread(agent_stack.restart_session_agent)
+            restarted = await h.event(CapabilitiesReceived, mark)
+            assert isinstance(restarted, CapabilitiesReceived) and restarted.guest_restarted
+            assert h.vm.connections == connections  # no reconnect: the same connection
+            assert h.vm.session.owner(CB) is Owner.NONE  # the guest's copy went with it
+            assert h.vm.session.owner(Selection.PRIMARY) is Owner.HOST
+            await h.agent_offers("primary")
+            mark = len(h.events)
+            paste = agent_stack.guest_paste_async("primary", "UTF8_STRING", timeout=20)
+            await h.event(ClipboardRequested, mark)
+            h.vm.session.send_clipboard_data(Selection.PRIMARY, TEXT, b"host kept it")
+            h.vm.flush()
+            assert await asyncio.wrap_future(paste) == b"host kept it"
+            await h.guest_to_host(b"after the restart")
 
     run(scenario)
 

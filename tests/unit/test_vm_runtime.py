@@ -133,3 +133,42 @@ def test_takeover_continues_an_imported_conversation_without_announcing(tmp_path
             await asyncio.wait_for(task, 5)
 
     asyncio.run(scenario())
+
+
+def test_the_saved_conversation_is_loaded_at_start(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "agent.sock"
+        store = StateStore(tmp_path / "state")
+        saved = HostSession()
+        saved.grab_clipboard(Selection.PRIMARY, (ClipboardType.UTF8_TEXT,))
+        store.save("vm", saved.snapshot(0.0))
+        guest = SimulatedGuest()
+        async with GuestServer(path, guest):
+            vm = VmRuntime("vm", [Site(Endpoint("unix", path=str(path)))], store=store,
+                           delays=quick)
+            task = asyncio.create_task(vm.run())
+            # Fresh connection (the app restarted), and the host's selection is grabbed again.
+            await until(lambda: guest.selections[Selection.PRIMARY].holder.value == "host")
+            assert guest.log.count("New client connected") == 1
+            await vm.stop()
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+
+
+def test_an_unusable_saved_conversation_is_set_aside(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "agent.sock"
+        store = StateStore(tmp_path / "state")
+        store.save("vm", {"version": 999})
+        async with GuestServer(path):
+            vm = VmRuntime("vm", [Site(Endpoint("unix", path=str(path)))], store=store,
+                           delays=quick)
+            task = asyncio.create_task(vm.run())
+            await until(lambda: vm.session.clipboard_ready)
+            await vm.stop()
+            await asyncio.wait_for(task, 5)
+        kept = [p.name for p in (tmp_path / "state").iterdir() if ".bad-" in p.name]
+        assert len(kept) == 1
+
+    asyncio.run(scenario())

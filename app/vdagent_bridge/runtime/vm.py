@@ -36,7 +36,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-from ..protocol import Event, HostSession, RemoteProtocolError, StateError
+from ..protocol import Event, HostSession, LocalProtocolError, RemoteProtocolError, StateError
 from ..state import StateStore
 from .backoff import backoff
 from .connection import AgentConnection, Endpoint
@@ -113,6 +113,8 @@ class VmRuntime:
         self.site_index = 0
         self.store = store
         self._takeover = takeover
+        #: No session given: the one saved for this VM is loaded when the runtime starts.
+        self._load_saved = session is None and store is not None
         self.session = session or HostSession()
         self._on_event = on_event
         self._on_runstate = on_runstate
@@ -171,6 +173,9 @@ class VmRuntime:
         """Connect and stay connected until :meth:`stop` (or a fatal error)."""
         self._stopping.clear()
         self.failure = None
+        if self._load_saved:
+            self._load_saved = False
+            self._restore_saved()
         fresh = not self._takeover
         self._takeover = False
         delays = self._delays()
@@ -518,6 +523,23 @@ class VmRuntime:
             await self.connection.close()
 
     # ---------------------------------------------------------------- events and state
+
+    def _restore_saved(self) -> None:
+        """Start from the conversation saved for this VM: what the host owned is grabbed
+        again on the (fresh) first connection, transfer ids go on. An unusable file is kept
+        aside by the store, and the VM starts with a new session."""
+        assert self.store is not None
+        loaded = self.store.load(self.name)
+        if loaded is None:
+            return
+        try:
+            self.session = HostSession.restore(loaded.session, self.now())
+        except LocalProtocolError as err:
+            kept = self.store.set_aside(self.name)
+            log.error("%s: the saved conversation cannot be used (%s); starting fresh "
+                      "(the file is kept as %s)", self.name, err, kept)
+            return
+        log.info("%s: loaded the saved conversation", self.name)
 
     def _handle_event(self, event: Event) -> None:
         if self._on_event is not None:

@@ -121,6 +121,10 @@ class StateStore:
             raise StoreError(f"state file {path} belongs to VM {vm!r}, not {expect_vm!r}")
         return Loaded(vm, float(saved_at), session)
 
+    def set_aside(self, vm: str) -> Path:
+        """Move ``vm``'s state file aside (kept for inspection); the VM starts fresh."""
+        return self._set_aside(self.path(vm))
+
     def _set_aside(self, path: Path) -> Path:
         kept = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}")
         try:
