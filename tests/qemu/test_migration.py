@@ -18,16 +18,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 from vm import LOST_CLIENT_LINE, Vm, migrate
 
-from vdagent_bridge.protocol import (
-    ClipboardGrabbed,
-    ClipboardReceived,
-    ClipboardRequested,
-    ClipboardType,
-    Event,
-    Owner,
-    Selection,
-)
-from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
+from tests.runtime_harness import RuntimeHarness
+from vdagent_bridge.protocol import ClipboardType, Owner, Selection
+from vdagent_bridge.runtime import Endpoint, Runstate, Site
 
 pytestmark = pytest.mark.qemu
 
@@ -44,57 +37,13 @@ def site(vm: Vm, *, qmp: bool = True) -> Site:
     )
 
 
-class Harness:
+class Harness(RuntimeHarness):
     def __init__(self, sites: list[Site]) -> None:
-        self.events: list[Event] = []
-        self.vm = VmRuntime("vm", sites, on_event=self.events.append,
-                            delays=lambda: iter(lambda: 0.1, None))
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Harness:
-        self.task = asyncio.create_task(self.vm.run())
-        await self.until(lambda: self.vm.session.clipboard_ready)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.vm.stop()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, TIMEOUT)
-
-    async def until(self, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while not predicate():
-            if loop.time() > end:
-                raise AssertionError(f"timed out; last events: {self.events[-6:]!r}")
-            await asyncio.sleep(0.01)
-
-    async def event(self, kind: type, since: int) -> Event:
-        await self.until(lambda: any(isinstance(e, kind) for e in self.events[since:]))
-        return next(e for e in self.events[since:] if isinstance(e, kind))
-
-    async def guest_copies(self, guest: Vm, data: bytes) -> None:
-        mark = len(self.events)
-        await asyncio.to_thread(guest.guest_copy, data)
-        await self.event(ClipboardGrabbed, mark)
-
-    async def host_fetches(self, selection: Selection = CB) -> bytes:
-        mark = len(self.events)
-        self.vm.session.request_clipboard(selection, TEXT, self.vm.now())
-        self.vm.flush()
-        received = await self.event(ClipboardReceived, mark)
-        assert isinstance(received, ClipboardReceived)
-        return received.data
+        super().__init__(sites, timeout=TIMEOUT, delay=0.1)
 
     async def guest_pastes_host_data(self, guest: Vm, selection: Selection, data: bytes) -> None:
         """The host owns ``selection``; a paste in the guest asks us and gets ``data``."""
-        name = "clipboard" if selection == CB else "primary"
-        mark = len(self.events)
-        paste = guest.guest_paste_async(name, "UTF8_STRING", timeout=TIMEOUT)
-        await self.event(ClipboardRequested, mark)
-        assert self.vm.session.send_clipboard_data(selection, TEXT, data)
-        self.vm.flush()
-        assert await asyncio.wrap_future(paste) == data
+        assert await self.guest_pastes(guest, selection, data) == data
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:

@@ -11,24 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from agent_stack import AgentStack, GuestCommandError
 
+from tests.runtime_harness import RuntimeHarness
 from vdagent_bridge.protocol import (
     CapabilitiesReceived,
-    ClipboardGrabbed,
     ClipboardReceived,
     ClipboardRequested,
     ClipboardRequestFailed,
     ClipboardType,
-    Event,
     FailureReason,
     Owner,
     Selection,
 )
-from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
+from vdagent_bridge.runtime import Endpoint, Runstate, Site
 
 pytestmark = pytest.mark.system
 
@@ -39,55 +38,17 @@ TIMEOUT = 10.0
 AGENT_ONLY_TARGET = "text/plain;charset=utf-8"
 
 
-def quick() -> Iterator[float]:
-    while True:
-        yield 0.05
-
-
-class Harness:
-    """A VmRuntime on the stack's socket, with its events in a list."""
+class Harness(RuntimeHarness):
+    """The runtime on the relay's socket; the guest is the agent stack."""
 
     def __init__(self, stack: AgentStack) -> None:
+        super().__init__([Site(Endpoint("unix", path=str(stack.socket_path)))], timeout=TIMEOUT)
         self.stack = stack
-        self.events: list[Event] = []
-        self.vm = VmRuntime(
-            "vm", [Site(Endpoint("unix", path=str(stack.socket_path)))],
-            on_event=self.events.append, delays=quick,
-        )
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Harness:
-        self.task = asyncio.create_task(self.vm.run())
-        await self.until(lambda: self.vm.session.clipboard_ready)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.vm.stop()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, TIMEOUT)
-
-    async def until(self, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while not predicate():
-            if loop.time() > end:
-                raise AssertionError(f"timed out; events: {self.events[-8:]!r}")
-            await asyncio.sleep(0.01)
-
-    async def event(self, kind: type, since: int, timeout: float = TIMEOUT) -> Event:
-        await self.until(lambda: any(isinstance(e, kind) for e in self.events[since:]), timeout)
-        return next(e for e in self.events[since:] if isinstance(e, kind))
 
     async def guest_to_host(self, data: bytes) -> None:
         """The guest copies ``data``; the host fetches it and gets it whole."""
-        mark = len(self.events)
-        await asyncio.to_thread(self.stack.guest_copy, data)
-        await self.event(ClipboardGrabbed, mark)
-        mark = len(self.events)
-        self.vm.session.request_clipboard(CB, TEXT, self.vm.now())
-        self.vm.flush()
-        received = await self.event(ClipboardReceived, mark, timeout=30)
-        assert isinstance(received, ClipboardReceived) and received.data == data
+        await self.guest_copies(self.stack, data)
+        assert await self.host_fetches(timeout=30) == data
 
     async def agent_offers(self, selection: str) -> None:
         """Wait until the session agent owns ``selection`` in the guest for the host (its
@@ -107,15 +68,10 @@ class Harness:
 
     async def host_to_guest(self, data: bytes) -> None:
         """The host copies ``data``; a guest paste gets it whole."""
-        mark = len(self.events)
         self.vm.session.grab_clipboard(CB, (TEXT,))
         self.vm.flush()
         await self.agent_offers("clipboard")
-        paste = self.stack.guest_paste_async("clipboard", "UTF8_STRING", timeout=20)
-        await self.event(ClipboardRequested, mark)
-        assert self.vm.session.send_clipboard_data(CB, TEXT, data)
-        self.vm.flush()
-        assert await asyncio.wrap_future(paste) == data
+        assert await self.guest_pastes(self.stack, CB, data) == data
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
