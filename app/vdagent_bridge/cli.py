@@ -42,6 +42,7 @@ from .protocol import (
 )
 from .runtime import AgentConnection, Endpoint, EndpointError, Runstate, Site, VmRuntime
 from .state import AppPaths, StateStore, StoreError
+from .state.config import ConfigError, load_config
 
 log = logging.getLogger("vdagent_bridge")
 
@@ -98,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
         help="QMP monitor of the QEMU whose --endpoint precedes it, to follow its migrations "
         "(give the VM a -qmp of its own for the bridge)",
     )
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file (default: config.toml in the XDG config dir); "
+                        "without --endpoint, --vm NAME takes that VM's sites from it")
     parser.add_argument("--state-dir", metavar="DIR",
                         help="where conversation state is kept (default: the XDG state dir)")
     parser.add_argument("--export-state", metavar="FILE",
@@ -257,7 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    store = StateStore(AppPaths.default(state_dir=args.state_dir).vm_state)
+    paths = AppPaths.default(state_dir=args.state_dir)
+    store = StateStore(paths.vm_state)
+    try:
+        config = load_config(args.config or paths.config / "config.toml")
+    except ConfigError as err:
+        print(f"vdagent-bridge: {err}", file=sys.stderr)
+        return 2
     if args.export_state:
         try:
             path = store.export(args.vm, args.export_state)
@@ -267,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"exported the conversation of {args.vm} to {path}")
         return 0
     pairs = getattr(args, "sites", None)
+    configured = next((vm for vm in config.vms if vm.name == args.vm), None)
+    if not pairs and configured is not None and not args.demo:
+        pairs = [[str(s.agent), str(s.qmp) if s.qmp else None] for s in configured.sites]
     if not pairs or args.demo:
         try:
             return asyncio.run(_demo())

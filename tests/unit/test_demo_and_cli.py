@@ -213,3 +213,25 @@ def test_cli_bad_paths_return_2_in_one_line(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.strip().count("\n") == 0
+
+
+def test_cli_takes_a_vm_from_the_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sock = tmp_path / "agent.sock"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[vm]]\nname = "dev"\n[[vm.site]]\nagent = "unix:{sock}"\n')
+    with _ServerThread(sock):
+        assert main(["--config", str(config), "--vm", "dev", "--seconds", "1",
+                     "--state-dir", str(tmp_path / "state"), "--log-level", "warning"]) == 0
+    assert "dev: connected" in capsys.readouterr().out
+
+
+def test_cli_reports_a_bad_config_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[defaults]\nclipboard = "sideways"\n')
+    assert main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "config.toml: defaults.clipboard" in err and err.strip().count("\n") == 0
