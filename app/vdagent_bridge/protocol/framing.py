@@ -101,6 +101,12 @@ def frame(
     return b"".join(parts)
 
 
+def _base_size(view: memoryview) -> int:
+    """Bytes of the buffer a view keeps alive."""
+    base = view.obj
+    return memoryview(base).nbytes if base is not None else view.nbytes
+
+
 def frame_message(
     out: bytearray,
     msg_type: int,
@@ -139,11 +145,16 @@ class Payload:
         return payload
 
     def append(self, view: memoryview, *, owned: bool) -> None:
-        """Add bytes. ``owned`` says the view's buffer is immutable and may be kept."""
+        """Add bytes. ``owned`` says the view's buffer is immutable and may be kept.
+
+        A kept view holds its whole buffer alive, so it is kept only when it covers at least
+        half of it: a guest that interleaves small pieces of a big message with other bytes in
+        every read cannot make us retain far more than the message itself.
+        """
         if not view:
             return
         self._size += len(view)
-        if owned and len(view) >= self.COALESCE:
+        if owned and len(view) >= self.COALESCE and 2 * len(view) >= _base_size(view):
             self._pieces.append(view)
             return
         last = self._pieces[-1] if self._pieces else None
@@ -448,7 +459,7 @@ class Deframer:
                 assemblies[int(port_text)] = asm
             if len(chunk_header) >= CHUNK_HEADER_SIZE or not 0 <= chunk_left <= _U32_MAX:
                 raise ValueError("bad partial chunk header")
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise LocalProtocolError(f"invalid framing snapshot: {err}") from err
         self._chunk_header = bytearray(chunk_header)
         self._chunk_port = chunk_port

@@ -528,3 +528,22 @@ def test_restore_refuses_a_corrupt_snapshot(corrupt) -> None:  # type: ignore[no
     corrupt(state)
     with pytest.raises(LocalProtocolError):
         new_deframer(max_message_size=64).restore(state)
+
+
+def test_small_views_do_not_keep_large_reads_alive() -> None:
+    """A guest that interleaves 16 KiB pieces of a big message with skipped chunks in every
+    1 MiB read must not make us retain the whole reads: the pieces are copied."""
+    from vdagent_bridge.protocol.framing import Deframer, Payload
+    from vdagent_bridge.protocol.wire import CHUNK_HEADER, MESSAGE_HEADER
+
+    deframer = Deframer(max_message_size=1 << 26)
+    piece = Payload.COALESCE
+    header = MESSAGE_HEADER.pack(1, 4, 0, 1 << 24)
+    deframer.feed(CHUNK_HEADER.pack(1, len(header)) + header)
+    for _ in range(4):
+        skipped = CHUNK_HEADER.pack(2, (1 << 20) - piece - 16) + bytes((1 << 20) - piece - 16)
+        read = skipped + CHUNK_HEADER.pack(1, piece) + bytes(piece)
+        deframer.feed(read)
+    assembly = deframer._assemblies[1]
+    assert assembly.body is not None
+    assert all(not isinstance(p, memoryview) for p in assembly.body._pieces)
