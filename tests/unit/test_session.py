@@ -644,3 +644,18 @@ def test_grab_of_an_unsupported_selection_is_ignored():
     events, _ = drain(pair.host)
     assert isinstance(events[0], ClipboardGrabIgnored)
     assert pair.host.serial(CB) == 0
+
+
+def test_a_lower_clipboard_limit_is_announced_now_and_after_a_restart() -> None:
+    pair = Pair()
+    pair.host.set_max_clipboard(1000)
+    pair.pump()
+    assert pair.guest.max_clipboard == 1000
+    pair.guest.restart_session_agent()
+    pair.guest.max_clipboard = -1  # a new agent forgets it
+    pair.pump()
+    assert pair.guest.max_clipboard == 1000
+    restored = HostSession.restore(json.loads(json.dumps(pair.host.snapshot(0.0))), 0.0)
+    assert restored.max_clipboard == 1000
+    with pytest.raises(LocalProtocolError):
+        pair.host.set_max_clipboard(-5)

@@ -30,20 +30,26 @@ checked from the header before any pixel is read, and Qt's allocation limit).
 
 Why eager and not a lazy QMimeData (measured)
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-``benchmarks/clipboard_fetch.py`` times grab → data through the real spice-vdagent (pty
-relay, 2 vCPU VM, best of 3): 1 KiB 1.7 ms, 64 KiB 3.4 ms, 1 MiB 29 ms, 4 MiB 67 ms, 16 MiB
-273 ms, 64 MiB 1.7 s (~60 MiB/s). A lazy QMimeData would have to produce the bytes inside
-``retrieveData``, which Qt's xcb backend calls from its SelectionRequest handler on the GUI
-thread: the request to the guest can only be answered if the asyncio loop runs, so that call
-must spin a nested event loop (re-entering Qt's selection code and qasync's loop; another
-application can take the selection meanwhile, and Qt then deletes the very QMimeData whose
-``retrieveData`` is running). Eager fetching needs none of that: Qt serves plain bytes itself
-(INCR included), the data survives the VM disconnecting or pausing, and what it costs is the
-transfer above, on every guest copy. Below the default 16 MiB limit that is at most ~0.3 s in
-the background and ≤ 30 ms for everything up to 1 MiB (text, screenshots of a window), less
-than it takes a user to switch windows and paste; and desktops with a clipboard manager
-(Klipper, GPaste, CopyQ) read every new selection at once anyway, so a lazy offer would save
-nothing there. Until the data arrives the host clipboard keeps its previous content.
+Cost of eager. ``benchmarks/clipboard_fetch.py`` times grab → data through the real
+spice-vdagent (pty relay, 2 vCPU VM, best of 3): 1 KiB 1.7 ms, 64 KiB 3.4 ms, 1 MiB 29 ms,
+4 MiB 67 ms, 16 MiB 273 ms, 64 MiB 1.7 s (~60 MiB/s). Below the default 16 MiB limit an eager
+fetch costs at most ~0.3 s in the background, and ≤ 30 ms for everything up to 1 MiB (text,
+a window's screenshot): less than it takes a user to switch windows and paste. The limit
+doubles as the eager threshold: the guest is told (MAX_CLIPBOARD) not to send more.
+
+Cost of lazy. Qt's xcb backend calls ``retrieveData`` from its SelectionRequest handler on the
+GUI thread; the guest's answer can only arrive if the asyncio loop runs, so ``retrieveData``
+must spin a nested event loop for the bounded wait. ``benchmarks/lazy_clipboard_probe.py``
+does exactly that (a 300 ms wait) under Xvfb and shows: a second paste during the wait runs a
+second ``retrieveData`` *inside* the first (depth 2, the first paste served last), and when
+another application copies during the wait, Qt deletes the QMimeData while its
+``retrieveData`` is still running. Add qasync task steps running inside that nested loop, and
+the lazy design is re-entrancy and use-after-free hazards for a saving that desktops with a
+clipboard manager (Klipper, GPaste, CopyQ: they read every new selection at once) never see.
+
+Eager also means Qt serves plain bytes itself (INCR included), and what the guest copied stays
+pasteable when the VM pauses or disconnects. Until the data arrives (the times above) the host
+clipboard keeps its previous content.
 
 No echo loops. What the bridge puts on the host clipboard is a :class:`_GuestMimeData`
 carrying the source VM's name; when ``changed`` reports it, the source VM is not grabbed back
@@ -73,7 +79,6 @@ from PySide6.QtGui import QClipboard, QGuiApplication, QImage, QImageReader, QIm
 
 from ..protocol import (
     CapabilitiesReceived,
-    Capability,
     ClipboardGrabbed,
     ClipboardReceived,
     ClipboardReleased,
@@ -87,7 +92,6 @@ from ..protocol import (
     Selection,
     StateError,
 )
-from ..protocol.messages import MaxClipboard
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +244,8 @@ class ClipboardBridge(QObject):
         self._image_limits = image_limits or ImageLimits()
         self._vms: dict[str, _Attached] = {}
         self._fetches: dict[Selection, _Fetch] = {}
+        #: True while the bridge itself clears the host clipboard (that is no host copy).
+        self._clearing = False
         writable = {bytes(f.data()).lower() for f in QImageWriter.supportedImageFormats()}
         readable = {bytes(f.data()).lower() for f in QImageReader.supportedImageFormats()}
         self._host_image_types = tuple(
@@ -330,8 +336,9 @@ class ClipboardBridge(QObject):
         elif isinstance(event, ClipboardRequested):
             self._on_guest_request(attached, event)
         elif isinstance(event, CapabilitiesReceived):
-            self._send_max_clipboard(attached)
-            attached.vm.flush()
+            # The session announces our limit itself whenever the guest's caps arrive (it
+            # was given it in add_vm / set_policy); nothing to do here but log.
+            log.debug("%s: guest caps %s", name, ", ".join(event.caps.names()))
         elif isinstance(event, GuestRequestExpired):
             log.info("%s: a guest paste of %s timed out", name, _describe(event.selection))
 
@@ -343,8 +350,8 @@ class ClipboardBridge(QObject):
             return
         mime = self._clipboard.mimeData(mode)
         source = mime.vm if isinstance(mime, _GuestMimeData) else None
-        if source is None:
-            # A host application copied (or the clipboard emptied): it is newer than
+        if source is None and not self._clearing:
+            # A host application copied (or emptied the clipboard): it is newer than
             # whatever a guest is still sending us.
             self._fetches.pop(sel, None)
         types = self._host_types(mime)
@@ -526,7 +533,7 @@ class ClipboardBridge(QObject):
         mode = _MODES[fetch.selection]
         if fetch.text is None and fetch.image is None:
             # Older host data must not pass for the guest's newer copy.
-            self._clipboard.clear(mode)
+            self._clear_host(mode)
             return
         mime = _GuestMimeData(fetch.vm)
         if fetch.text is not None:
@@ -548,7 +555,7 @@ class ClipboardBridge(QObject):
             return
         mime = self._clipboard.mimeData(_MODES[sel])
         if isinstance(mime, _GuestMimeData) and mime.vm == attached.vm.name:
-            self._clipboard.clear(_MODES[sel])
+            self._clear_host(_MODES[sel])
 
     def _decode_image(self, data: bytes,
                       kind: ClipboardType) -> tuple[QImage | None, str]:
@@ -578,10 +585,14 @@ class ClipboardBridge(QObject):
     def _send_max_clipboard(self, attached: _Attached) -> None:
         """Tell the guest the to-host limit, so its agent sends nothing larger (it answers
         with empty data instead). Only the agent's MAX_CLIPBOARD knows the size beforehand."""
-        session = attached.vm.session
-        if not session.clipboard_ready or not session.guest_has(Capability.MAX_CLIPBOARD):
-            return
-        session.send(MaxClipboard(min(attached.policy.max_to_host, session.max_clipboard)))
+        attached.vm.session.set_max_clipboard(attached.policy.max_to_host)
+
+    def _clear_host(self, mode: QClipboard.Mode) -> None:
+        self._clearing = True
+        try:
+            self._clipboard.clear(mode)
+        finally:
+            self._clearing = False
 
     def _supported(self, sel: Selection) -> bool:
         return sel == Selection.CLIPBOARD or self._clipboard.supportsSelection()

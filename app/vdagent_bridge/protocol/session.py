@@ -182,6 +182,7 @@ class HostSession:
         self._monitors: tuple[MonitorConfig, ...] | None = None
         self._transfers: dict[int, Transfer] = {}
         self._next_transfer_id = 1
+        self._max_clipboard: int | None = None
 
     # ---------------------------------------------------------------- properties
 
@@ -385,9 +386,21 @@ class HostSession:
 
     @property
     def max_clipboard(self) -> int:
-        """The MAX_CLIPBOARD value we announce: the largest data our limit lets through."""
+        """The MAX_CLIPBOARD value we announce: the largest data our message limit lets
+        through, or less if :meth:`set_max_clipboard` asked for less."""
         overhead = SELECTION_PREFIX_SIZE + 4
-        return min(self.limits.max_message_size - overhead, 0x7FFFFFFF)
+        largest = min(self.limits.max_message_size - overhead, 0x7FFFFFFF)
+        return largest if self._max_clipboard is None else min(largest, self._max_clipboard)
+
+    def set_max_clipboard(self, limit: int | None) -> None:
+        """Ask the guest not to send clipboard data over ``limit`` bytes (None: only our
+        message limit). Its agent then answers a larger selection with empty data. Sent at
+        once when the guest has the MAX_CLIPBOARD cap, and again whenever its caps arrive."""
+        if limit is not None and limit < 0:
+            raise LocalProtocolError(f"clipboard limit must not be negative: {limit}")
+        self._max_clipboard = limit
+        if self._caps_exchanged and self.guest_has(Capability.MAX_CLIPBOARD):
+            self._send(MaxClipboard(self.max_clipboard))
 
     def _valid_selection(self, selection: Selection | int) -> bool:
         return selection in _SELECTIONS
@@ -772,6 +785,7 @@ class HostSession:
                 [t.id, t.name, t.size, t.sent, t.state.value] for t in self._transfers.values()
             ],
             "next_transfer_id": self._next_transfer_id,
+            "max_clipboard": self._max_clipboard,
             "framing": self._deframer.snapshot(),
             "outgoing": base64.b64encode(b"".join(self._out)).decode("ascii"),
         }
@@ -812,14 +826,16 @@ class HostSession:
                     int(tid), str(name), int(size), int(sent), TransferState(tstate)
                 )
             session._next_transfer_id = int(state["next_transfer_id"])
+            limit = state.get("max_clipboard")
+            session._max_clipboard = None if limit is None else max(int(limit), 0)
             outgoing = base64.b64decode(state["outgoing"], validate=True)
             if outgoing:
                 session._push(outgoing)
+            session._deframer.restore(state["framing"])
         except LocalProtocolError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise LocalProtocolError(f"invalid session snapshot: {err}") from err
-        session._deframer.restore(state["framing"])
         session._now = now
         return session
 

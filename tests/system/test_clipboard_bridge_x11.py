@@ -1,0 +1,434 @@
+"""The clipboard bridge end to end on real X clipboards: two Xvfb displays and the real agent.
+
+The host display is this module's own Xvfb; on it runs the host app (Qt on xcb, qasync, the
+bridge and a VmRuntime per VM: tests/system/clipboard_host_app.py, in its own process since a
+process has a single QApplication) and xclip plays the host's applications. Each VM is an
+:class:`AgentStack`: the real spice-vdagentd and spice-vdagent on their own Xvfb, the guest
+display, where xclip plays the guest's applications.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agent_stack import AgentStack, GuestCommandError, find_binary, missing_binaries
+
+pytestmark = pytest.mark.system
+
+HOST_APP = Path(__file__).with_name("clipboard_host_app.py")
+TIMEOUT = 15.0
+#: How long a blocked transfer is given to (wrongly) happen before we check it did not.
+SETTLE = 0.7
+
+
+# ------------------------------------------------------------------ host display
+
+
+def _require(names: tuple[str, ...]) -> None:
+    missing = missing_binaries(names)
+    if not missing:
+        return
+    message = f"missing programs for the X11 clipboard test: {', '.join(missing)}"
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{message}; CI is set, so this is an error, not a skip", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def host_display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private Xvfb for the host side; its display name (``:N``)."""
+    _require(("Xvfb", "xclip"))
+    log = tmp_path_factory.mktemp("host-xvfb") / "xvfb.log"
+    rfd, wfd = os.pipe()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [find_binary("Xvfb") or "Xvfb", "-displayfd", str(wfd), "-screen", "0",
+             "800x600x24", "-nolisten", "tcp", "-noreset"],
+            pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if k != "DISPLAY"},
+        )
+    os.close(wfd)
+    try:
+        number = b""
+        deadline = time.monotonic() + TIMEOUT
+        while not number.endswith(b"\n"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"host Xvfb did not start: {log.read_text(errors='replace')}")
+            chunk = os.read(rfd, 16)
+            if not chunk:
+                raise RuntimeError(f"host Xvfb exited: {log.read_text(errors='replace')}")
+            number += chunk
+        yield f":{int(number)}"
+    finally:
+        os.close(rfd)
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class HostX:
+    """xclip on the host display, standing for the host's applications."""
+
+    def __init__(self, display: str, workdir: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("WAYLAND_DISPLAY", "XAUTHORITY")}
+        self.env["DISPLAY"] = display
+        self.dir = workdir
+        self.copies: list[subprocess.Popen[bytes]] = []
+
+    def copy(self, data: bytes, selection: str = "clipboard",
+             target: str = "UTF8_STRING") -> None:
+        """Copy ``data`` on the host (xclip keeps serving until another owner takes over)."""
+        log = self.dir / f"host-xclip-{len(self.copies)}.log"
+        with open(log, "wb") as out:
+            popen = subprocess.Popen(
+                [find_binary("xclip") or "xclip", "-selection", selection, "-t", target,
+                 "-i", "-quiet"],
+                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+            )
+        self.copies.append(popen)
+        assert popen.stdin is not None
+        popen.stdin.write(data)
+        popen.stdin.close()
+        deadline = time.monotonic() + TIMEOUT
+        while b"Waiting for selection requests" not in log.read_bytes():
+            assert popen.poll() is None, log.read_bytes()
+            assert time.monotonic() < deadline, "host xclip did not take the selection"
+            time.sleep(0.005)
+
+    def paste(self, selection: str = "clipboard", target: str = "UTF8_STRING") -> bytes | None:
+        """What a host application pasting gets; None when the selection offers nothing."""
+        result = subprocess.run(
+            [find_binary("xclip") or "xclip", "-selection", selection, "-t", target, "-o"],
+            stdin=subprocess.DEVNULL, capture_output=True, env=self.env, timeout=TIMEOUT,
+        )
+        return result.stdout if result.returncode == 0 else None
+
+    def close(self) -> None:
+        for popen in self.copies:
+            if popen.poll() is None:
+                popen.terminate()
+            try:
+                popen.wait(5)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait(5)
+
+
+@pytest.fixture
+def host_x(host_display: str, tmp_path: Path) -> Iterator[HostX]:
+    host = HostX(host_display, tmp_path)
+    yield host
+    host.close()
+
+
+# ------------------------------------------------------------------ the host app
+
+
+class HostApp:
+    """The host app process and the JSON lines it prints."""
+
+    def __init__(self, display: str, vms: list[dict[str, Any]], workdir: Path) -> None:
+        runtime_dir = workdir / "xdg-runtime"
+        runtime_dir.mkdir(mode=0o700, exist_ok=True)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS")}
+        env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", XDG_RUNTIME_DIR=str(runtime_dir))
+        self.stderr_path = workdir / "host-app.log"
+        self.lines: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(HOST_APP), json.dumps({"vms": vms})],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
+            )
+        self._reader = threading.Thread(target=self._read, name="host-app-out", daemon=True)
+        self._reader.start()
+        self.wait(lambda line: bool(line.get("ready")), since=0)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._cond:
+                self.lines.append(json.loads(raw))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.lines)
+
+    def wait(self, predicate: Callable[[dict[str, Any]], bool], since: int,
+             timeout: float = TIMEOUT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines[since:]:
+                    if predicate(line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.proc.poll() is not None:
+                    raise AssertionError(
+                        f"host app: no matching line; last lines {self.lines[-8:]}; "
+                        f"rc={self.proc.poll()}; stderr:\n{self.stderr()}"
+                    )
+                self._cond.wait(min(remaining, 0.1))
+
+    def notices(self, since: int = 0) -> list[str]:
+        with self._cond:
+            return [line["notice"] for line in self.lines[since:] if "notice" in line]
+
+    def command(self, cmd: str, **fields: Any) -> dict[str, Any]:
+        since = self.mark()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps({"cmd": cmd, **fields}) + "\n").encode())
+        self.proc.stdin.flush()
+        return self.wait(lambda line: line.get("reply") == cmd, since)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")[-4000:]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.command("quit")
+                self.proc.wait(10)
+            except (AssertionError, OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def start_app(host_display: str, tmp_path: Path) -> Iterator[Callable[..., HostApp]]:
+    apps: list[HostApp] = []
+
+    def start(*vms: tuple[str, AgentStack, dict[str, Any]]) -> HostApp:
+        app = HostApp(host_display, [
+            {"name": name, "socket": stack.socket_path, "policy": policy}
+            for name, stack, policy in vms
+        ], tmp_path)
+        apps.append(app)
+        return app
+
+    yield start
+    for app in apps:
+        app.close()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def eventually(read: Callable[[], bytes | None], expected: bytes | None,
+               timeout: float = TIMEOUT) -> None:
+    """Poll ``read`` until it returns ``expected`` (a transfer has a short way to go)."""
+    deadline = time.monotonic() + timeout
+    value: bytes | None = None
+    while time.monotonic() < deadline:
+        value = read()
+        if value == expected:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"expected {expected[:80] if expected else expected!r}, "
+                         f"last read {value[:80] if value else value!r}")
+
+
+def guest_reader(stack: AgentStack, selection: str = "clipboard",
+                 target: str = "UTF8_STRING") -> Callable[[], bytes | None]:
+    def read() -> bytes | None:
+        try:
+            return stack.guest_paste(selection, target)
+        except GuestCommandError:
+            return None
+
+    return read
+
+
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def make_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A valid RGB PNG, built by hand (this process has no Qt)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    rows = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def bmp_size(data: bytes) -> tuple[int, int]:
+    assert data[:2] == b"BM", data[:16]
+    width, height = struct.unpack_from("<ii", data, 18)
+    return width, abs(height)
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_text_crosses_both_ways_without_echo(
+    agent_stack: AgentStack, host_x: HostX, start_app: Callable[..., HostApp]
+) -> None:
+    app = start_app(("vm", agent_stack, {}))
+    host_text = "from the host ✓\nline two".encode()
+    host_x.copy(host_text)
+    eventually(guest_reader(agent_stack), host_text)
+
+    guest_text = "from the guest ✓".encode()
+    mark = app.mark()
+    xclip = agent_stack.guest_copy(guest_text)
+    eventually(host_x.paste, guest_text)
+    # Putting the guest's text on the host clipboard did not grab the guest back: the guest
+    # xclip still owns its selection, and the host never asked the guest for anything else.
+    time.sleep(SETTLE)
+    assert running(xclip)
+    assert not [line for line in app.lines[mark:] if line.get("event") == "ClipboardRequested"]
+    assert agent_stack.guest_paste() == guest_text
+
+
+def test_png_crosses_both_ways_and_is_converted_on_request(
+    agent_stack: AgentStack, host_x: HostX, start_app: Callable[..., HostApp]
+) -> None:
+    start_app(("vm", agent_stack, {}))
+    host_png = make_png(7, 5, (200, 10, 10))
+    host_x.copy(host_png, target="image/png")
+    eventually(guest_reader(agent_stack, target="image/png"), host_png)
+    bmp = agent_stack.guest_paste(target="image/bmp")  # converted by the bridge through QImage
+    assert bmp_size(bmp) == (7, 5)
+
+    guest_png = make_png(3, 9, (10, 200, 10))
+    agent_stack.guest_copy(guest_png, target="image/png")
+    eventually(lambda: host_x.paste(target="image/png"), guest_png)
+    host_bmp = host_x.paste(target="image/bmp")  # Qt converts the decoded image
+    assert host_bmp is not None and bmp_size(host_bmp) == (3, 9)
+
+
+def test_primary_crosses_both_ways_when_enabled(
+    agent_stack: AgentStack, host_x: HostX, start_app: Callable[..., HostApp]
+) -> None:
+    app = start_app(("vm", agent_stack, {"primary": True}))
+    assert app.lines[0]["supports_selection"] is True
+    host_x.copy(b"host primary", selection="primary")
+    eventually(guest_reader(agent_stack, "primary"), b"host primary")
+    agent_stack.guest_copy(b"guest primary", selection="primary")
+    eventually(lambda: host_x.paste("primary"), b"guest primary")
+    assert host_x.paste("clipboard") is None  # the clipboard itself was not touched
+
+
+def test_primary_stays_on_its_side_when_disabled(
+    agent_stack: AgentStack, host_x: HostX, start_app: Callable[..., HostApp]
+) -> None:
+    app = start_app(("vm", agent_stack, {"primary": False}))
+    agent_stack.guest_copy(b"guest's own selection", selection="primary")
+    mark = app.mark()
+    host_x.copy(b"host selection", selection="primary")
+    app.wait(lambda line: line.get("host_changed") == 1, mark)
+    time.sleep(SETTLE)
+    assert agent_stack.guest_paste("primary") == b"guest's own selection"
+
+    mark = app.mark()
+    agent_stack.guest_copy(b"guest selection, private", selection="primary")
+    app.wait(lambda line: line.get("event") == "ClipboardGrabbed", mark)
+    time.sleep(SETTLE)
+    assert host_x.paste("primary") == b"host selection"
+
+
+def test_each_direction_switched_off_really_blocks(
+    agent_stack: AgentStack, host_x: HostX, start_app: Callable[..., HostApp]
+) -> None:
+    app = start_app(("vm", agent_stack, {}))
+    agent_stack.guest_copy(b"guest before")
+    eventually(host_x.paste, b"guest before")
+
+    app.command("policy", vm="vm", changes={"to_guest": False})
+    mark = app.mark()
+    host_x.copy(b"host secret")
+    app.wait(lambda line: line.get("host_changed") == 0, mark)
+    time.sleep(SETTLE)
+    assert agent_stack.guest_paste() == b"guest before"
+
+    app.command("policy", vm="vm", changes={"to_host": False})
+    mark = app.mark()
+    agent_stack.guest_copy(b"guest secret")
+    app.wait(lambda line: line.get("event") == "ClipboardGrabbed", mark)
+    time.sleep(SETTLE)
+    assert host_x.paste() == b"host secret"
+
+    # Switched back on, to-guest offers what the host holds now.
+    app.command("policy", vm="vm", changes={"to_guest": True})
+    eventually(guest_reader(agent_stack), b"host secret")
+
+
+def test_oversize_copies_are_refused_with_a_notice(
+    agent_stack: AgentStack, host_x: HostX, start_app: Callable[..., HostApp]
+) -> None:
+    app = start_app(("vm", agent_stack, {"max_to_guest": 1000, "max_to_host": 1000}))
+    mark = app.mark()
+    host_x.copy(b"h" * 1001)
+    app.wait(lambda line: line.get("host_changed") == 0, mark)
+    time.sleep(0.2)  # let the agent take the selection
+    pasted = guest_reader(agent_stack)()
+    assert not pasted  # empty data, or no data at all
+    notice = app.wait(lambda line: "notice" in line, mark)["notice"]
+    assert "larger than the host → guest limit of 1000 bytes" in notice
+
+    mark = app.mark()
+    agent_stack.guest_copy(b"g" * 1001)
+    notice = app.wait(lambda line: "notice" in line, mark)["notice"]
+    assert "larger than the guest → host limit of 1000 bytes" in notice
+    # The agent was told our limit: it did not send the data at all.
+    agent_stack.wait_for_log("clipboard is too large")
+    # The host's older copy is not left behind as if it were the guest's.
+    eventually(host_x.paste, None)
+
+    agent_stack.guest_copy(b"g" * 1000)
+    eventually(host_x.paste, b"g" * 1000)
+
+
+def test_two_vms_share_the_host_clipboard(
+    agent_stack_factory: Callable[..., AgentStack], host_x: HostX,
+    start_app: Callable[..., HostApp],
+) -> None:
+    one, two = agent_stack_factory(), agent_stack_factory()
+    app = start_app(("one", one, {}), ("two", two, {}))
+    host_x.copy(b"for both")
+    eventually(guest_reader(one), b"for both")
+    eventually(guest_reader(two), b"for both")
+
+    xclip = one.guest_copy(b"copied in one")
+    eventually(host_x.paste, b"copied in one")
+    eventually(guest_reader(two), b"copied in one")
+    assert running(xclip)  # one was not grabbed back
+
+    two.guest_copy(b"copied in two")
+    eventually(host_x.paste, b"copied in two")
+    eventually(guest_reader(one), b"copied in two")
+    assert app.command("status")["owners"]["CLIPBOARD"] == "two"
