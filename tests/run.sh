@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
-    spice-vdagent xvfb xclip x11-utils x11-xserver-utils xdotool dbus-daemon imagemagick
+    spice-vdagent xvfb xclip x11-utils x11-xserver-utils xdotool dbus-daemon imagemagick icewm
     libspice-protocol-dev
     libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-shape0
     libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1

@@ -1,14 +1,22 @@
 """Command line of vdagent-bridge.
 
-This increment ships the protocol engine, the runtime and a console front end for them: with
-no endpoint (or ``--demo``) it starts the built-in demo guest on a private UNIX socket and
-shows a conversation with it (both clipboard directions, the pointer, a file); with
-``--endpoint`` (and ``--qmp``) it keeps a real VM's agent port connected — reconnecting, and
-following live migrations when it has QMP — and prints what the guest does (its copies, which
-it fetches as text, and everything else it says). The tray application is built on the same
-engine and runtime (issue 4).
+``vdagent-bridge`` starts the desktop app (:mod:`vdagent_bridge.application`): a tray icon (or
+a window where there is no tray) bridging the host clipboard with every VM named on the
+command line, or else every VM of the config file, or else the built-in demo guest.
 
-Errors a user can cause (a bad option, a wrong socket path) print one line and exit non-zero.
+The VMs on the command line, in order: ``--vm NAME`` starts a VM; ``--endpoint URI`` adds a
+site (a QEMU that may run it: several are the source and the destinations of a migration);
+``--qmp URI`` attaches a QMP monitor to the site before it. An ``--endpoint`` before any
+``--vm`` belongs to a VM called ``vm`` (a later first ``--vm`` names it); a ``--vm`` without
+``--endpoint`` takes its sites from the config file.
+
+``--console`` keeps the console front end of the engine: with no endpoint (or ``--demo``) a
+scripted conversation with the demo guest; with ``--endpoint`` (and ``--qmp``) it keeps one
+VM's agent port connected — reconnecting, following live migrations when it has QMP — and
+prints what the guest does.
+
+Errors a user can cause (a bad option, a wrong socket path, a bad config file) print one line
+and exit non-zero (2), before any window opens.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -42,13 +52,22 @@ from .protocol import (
 )
 from .runtime import AgentConnection, Endpoint, EndpointError, Runstate, Site, VmRuntime
 from .state import AppPaths, StateStore, StoreError
-from .state.config import ConfigError, load_config
+from .state.config import DIRECTIONS, Config, ConfigError, VmConfig, load_config
 
 log = logging.getLogger("vdagent_bridge")
 
 
-class _SiteAction(argparse.Action):
-    """``--endpoint`` starts a site, ``--qmp`` completes the last one (order matters)."""
+@dataclass(slots=True)
+class _Group:
+    """One ``--vm`` of the command line and its ``--endpoint``/``--qmp`` pairs."""
+
+    name: str | None
+    sites: list[list[str | None]] = field(default_factory=list)
+
+
+class _VmAction(argparse.Action):
+    """``--vm`` starts a VM, ``--endpoint`` adds a site to it, ``--qmp`` completes the last
+    site (order matters)."""
 
     def __call__(
         self,
@@ -57,16 +76,26 @@ class _SiteAction(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> None:
-        sites: list[list[str | None]] = getattr(namespace, "sites", None) or []
-        if self.dest == "endpoint":
-            sites.append([str(values), None])
-        elif not sites:
+        groups: list[_Group] = getattr(namespace, "groups", None) or []
+        value = str(values)
+        if self.dest == "vm":
+            if any(group.name == value for group in groups):
+                parser.error(f"--vm {value} is given twice")
+            if len(groups) == 1 and groups[0].name is None:
+                groups[0].name = value  # --endpoint X --vm NAME: NAME is that VM
+            else:
+                groups.append(_Group(value))
+        elif self.dest == "endpoint":
+            if not groups:
+                groups.append(_Group(None))
+            groups[-1].sites.append([value, None])
+        elif not groups or not groups[-1].sites:
             parser.error("--qmp must follow the --endpoint of the same QEMU")
-        elif sites[-1][1] is not None:
+        elif groups[-1].sites[-1][1] is not None:
             parser.error("two --qmp for one --endpoint")
         else:
-            sites[-1][1] = str(values)
-        namespace.sites = sites
+            groups[-1].sites[-1][1] = value
+        namespace.groups = groups
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,34 +111,51 @@ def _parser() -> argparse.ArgumentParser:
         description="Host side of the SPICE vdagent protocol (clipboard, pointer, files).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--vm", default="vm", metavar="NAME",
-                        help="name of the VM (for its saved state; default: vm)")
+    parser.add_argument("--vm", metavar="NAME", action=_VmAction,
+                        help="start a VM (its name, for its settings and saved state; "
+                        "default: vm); the --endpoint options after it are its sites, and "
+                        "without any it takes its sites from the config file")
     parser.add_argument(
         "--endpoint",
         metavar="URI",
-        action=_SiteAction,
-        help="guest agent port to connect to: unix:PATH or tcp:HOST:PORT; give it again for "
-        "each QEMU that may run the VM (migration destinations). Without it the built-in "
-        "demo guest is used",
+        action=_VmAction,
+        help="guest agent port of the current VM: unix:PATH or tcp:HOST:PORT; give it again "
+        "for each QEMU that may run the VM (migration destinations)",
     )
     parser.add_argument(
         "--qmp",
         metavar="URI",
-        action=_SiteAction,
+        action=_VmAction,
         help="QMP monitor of the QEMU whose --endpoint precedes it, to follow its migrations "
         "(give the VM a -qmp of its own for the bridge)",
     )
+    parser.add_argument("--clipboard", choices=DIRECTIONS, metavar="|".join(DIRECTIONS),
+                        help="which way the clipboard crosses, for every VM of this run "
+                        "(default: as last switched in the tray, else the config file's)")
+    parser.add_argument("--primary", action=argparse.BooleanOptionalAction, default=None,
+                        help="bridge the PRIMARY selection too (select to copy, middle-click "
+                        "to paste); off unless configured or switched on: privacy")
+    parser.add_argument("--pointer", action=argparse.BooleanOptionalAction, default=None,
+                        help="bridge the pointer (a setting kept for the pointer surface)")
+    parser.add_argument("--no-tray", dest="tray", action="store_false",
+                        help="show a window instead of a tray icon")
+    parser.add_argument("--console", action="store_true",
+                        help="no GUI: print a demo conversation, or monitor one VM's agent "
+                        "port and print what the guest does")
     parser.add_argument("--config", metavar="FILE",
                         help="configuration file (default: config.toml in the XDG config dir); "
                         "without --endpoint, --vm NAME takes that VM's sites from it")
     parser.add_argument("--state-dir", metavar="DIR",
-                        help="where conversation state is kept (default: the XDG state dir)")
+                        help="where settings and conversation state are kept (default: the "
+                        "XDG state dir)")
     parser.add_argument("--export-state", metavar="FILE",
                         help="write the VM's saved conversation to FILE and exit")
     parser.add_argument("--import-state", metavar="FILE",
                         help="take over a conversation exported by another instance: "
                         "continue it on the first endpoint without announcing")
-    parser.add_argument("--demo", action="store_true", help="run against the built-in demo guest")
+    parser.add_argument("--demo", action="store_true",
+                        help="run the built-in demo guest as a VM (the default when no VM is "
+                        "configured)")
     parser.add_argument(
         "--log-level",
         default="info",
@@ -121,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="N",
-        help="with --endpoint: stop after N seconds (default: run until interrupted)",
+        help="quit after N seconds (default: run until quit or interrupted)",
     )
     return parser
 
@@ -242,6 +288,10 @@ async def _monitor(
     return 0
 
 
+class UsageError(Exception):
+    """A mistake on the command line or in what it names; the message is one line."""
+
+
 def _sites(pairs: list[list[str | None]]) -> list[Site]:
     """The --endpoint/--qmp pairs as sites; raises EndpointError with a readable message."""
     sites = []
@@ -261,43 +311,140 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    paths = AppPaths.default(state_dir=args.state_dir)
-    store = StateStore(paths.vm_state)
     try:
-        config = load_config(args.config or paths.config / "config.toml")
-    except ConfigError as err:
+        return _run(args)
+    except (UsageError, ConfigError, EndpointError, StoreError, LocalProtocolError) as err:
         print(f"vdagent-bridge: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.state_dir is not None and os.path.exists(args.state_dir) \
+            and not os.path.isdir(args.state_dir):
+        raise UsageError(f"--state-dir {args.state_dir}: not a directory")
+    paths = AppPaths.default(state_dir=args.state_dir)
+    store = StateStore(paths.vm_state)
+    if args.config is not None and not os.path.isfile(args.config):
+        raise UsageError(f"--config {args.config}: no such file")
+    config = load_config(args.config or paths.config / "config.toml")
+    groups: list[_Group] = getattr(args, "groups", None) or []
     if args.export_state:
+        if len(groups) > 1:
+            raise UsageError("--export-state exports one VM: give one --vm")
+        name = groups[0].name if groups and groups[0].name else "vm"
         try:
-            path = store.export(args.vm, args.export_state)
-        except (StoreError, OSError) as err:
-            print(f"vdagent-bridge: {err}", file=sys.stderr)
-            return 2
-        print(f"exported the conversation of {args.vm} to {path}")
+            path = store.export(name, args.export_state)
+        except OSError as err:
+            raise UsageError(f"{args.export_state}: {err.strerror or err}") from err
+        print(f"exported the conversation of {name} to {path}")
         return 0
-    pairs = getattr(args, "sites", None)
-    configured = next((vm for vm in config.vms if vm.name == args.vm), None)
+    if args.console:
+        return _console(args, groups, config, store)
+    return _gui(args, groups, config, paths, store)
+
+
+def _import(store: StateStore, source: str, name: str) -> HostSession:
+    """The conversation exported by another instance, saved as ``name``'s."""
+    try:
+        loaded = store.import_(source, name)
+    except OSError as err:
+        raise UsageError(f"{source}: {err.strerror or err}") from err
+    return HostSession.restore(loaded.session, 0.0)
+
+
+def _console(args: argparse.Namespace, groups: list[_Group], config: Config,
+             store: StateStore) -> int:
+    """The console front end (``--console``): one VM, or the scripted demo."""
+    if len(groups) > 1:
+        raise UsageError("--console follows one VM: give one --vm")
+    name = groups[0].name if groups and groups[0].name else "vm"
+    pairs = groups[0].sites if groups else []
+    configured = next((vm for vm in config.vms if vm.name == name), None)
     if not pairs and configured is not None and not args.demo:
         pairs = [[str(s.agent), str(s.qmp) if s.qmp else None] for s in configured.sites]
     if not pairs or args.demo:
-        try:
-            return asyncio.run(_demo())
-        except KeyboardInterrupt:
-            return 130
-    session = None
+        return asyncio.run(_demo())
+    sites = _sites(pairs)
+    session = _import(store, args.import_state, name) if args.import_state else None
+    return asyncio.run(_monitor(name, sites, store, session, args.seconds))
+
+
+def _gui(args: argparse.Namespace, groups: list[_Group], config: Config, paths: AppPaths,
+         store: StateStore) -> int:
+    """The desktop app: check everything the command line names, then start Qt."""
+    if args.demo and groups:
+        raise UsageError("--demo runs the demo guest alone: leave out --vm and --endpoint")
+    config_name = Path(args.config).name if args.config else "config.toml"
+    vms: list[VmConfig] = []
+    for group in groups:
+        name = group.name or "vm"
+        configured = next((vm for vm in config.vms if vm.name == name), None)
+        if group.sites:
+            policy = configured.policy if configured is not None else config.defaults
+            vms.append(VmConfig(name, tuple(_sites(group.sites)), policy))
+        elif configured is not None:
+            vms.append(configured)
+        else:
+            raise UsageError(f"--vm {name}: no --endpoint for it, and {config_name} has no "
+                             f"VM of that name")
+    if not groups:
+        vms = list(config.vms)
+    demo = args.demo or not vms
+    imported = None
+    if args.import_state:
+        if demo or len(vms) != 1:
+            raise UsageError("--import-state takes over one VM: give one --vm and its "
+                             "--endpoint")
+        imported = (vms[0].name, _import(store, args.import_state, vms[0].name))
+
+    # Qt is imported only now: the checks above and --console need no display.
+    from .application import Options, Overrides, display_problem, run_app
+
+    problem = display_problem(os.environ)
+    if problem is not None:
+        raise UsageError(problem)
+    options = Options(
+        paths=paths,
+        vms=tuple(vms),
+        demo=demo,
+        demo_policy=config.defaults,
+        tray=args.tray,
+        overrides=Overrides(args.clipboard, args.primary, args.pointer),
+        seconds=args.seconds,
+        autostart_command=tuple(_autostart_command(args, groups)),
+        imported=imported,
+    )
     try:
-        sites = _sites(pairs)
-        if args.import_state:
-            loaded = store.import_(args.import_state, args.vm)
-            session = HostSession.restore(loaded.session, 0.0)
-    except (EndpointError, StoreError, LocalProtocolError) as err:
-        print(f"vdagent-bridge: {err}", file=sys.stderr)
-        return 2
+        return run_app(options)
     except OSError as err:
-        print(f"vdagent-bridge: {args.import_state}: {err.strerror}", file=sys.stderr)
-        return 2
-    try:
-        return asyncio.run(_monitor(args.vm, sites, store, session, args.seconds))
-    except KeyboardInterrupt:
-        return 130
+        print(f"vdagent-bridge: {err.strerror or err}", file=sys.stderr)
+        return 1
+
+
+def _autostart_command(args: argparse.Namespace, groups: list[_Group]) -> list[str]:
+    """The command that starts this same setup at login: the program, then the options
+    that choose what it bridges and how (not the one-shot ones)."""
+    program = shutil.which("vdagent-bridge")
+    command = [program] if program else [sys.executable, "-m", "vdagent_bridge"]
+    if args.config:
+        command += ["--config", os.path.abspath(args.config)]
+    if args.state_dir:
+        command += ["--state-dir", os.path.abspath(args.state_dir)]
+    for group in groups:
+        if group.name is not None:
+            command += ["--vm", group.name]
+        for agent, qmp in group.sites:
+            command += ["--endpoint", str(agent)] + (["--qmp", qmp] if qmp else [])
+    if args.demo:
+        command.append("--demo")
+    if args.clipboard:
+        command += ["--clipboard", args.clipboard]
+    if args.primary is not None:
+        command.append("--primary" if args.primary else "--no-primary")
+    if args.pointer is not None:
+        command.append("--pointer" if args.pointer else "--no-pointer")
+    if not args.tray:
+        command.append("--no-tray")
+    return command

@@ -112,7 +112,7 @@ def test_bad_endpoints_are_one_readable_line(text: str) -> None:
 
 
 def test_cli_demo_runs_both_directions(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--demo", "--log-level", "warning"]) == 0
+    assert main(["--console", "--demo", "--log-level", "warning"]) == 0
     out = capsys.readouterr().out
     assert "Hello from the guest" in out
     assert "b'Hello from the host'" in out
@@ -166,7 +166,7 @@ def test_cli_keeps_a_vm_connected_and_exports_its_state(
     state = tmp_path / "state"
     exported = tmp_path / "handover.json"
     with _ServerThread(sock) as server:
-        assert main(["--vm", "vm1", "--endpoint", f"unix:{sock}", "--seconds", "1",
+        assert main(["--console", "--vm", "vm1", "--endpoint", f"unix:{sock}", "--seconds", "1",
                      "--state-dir", str(state), "--log-level", "warning"]) == 0
         out = capsys.readouterr().out
         assert "vm1: connected" in out
@@ -176,7 +176,7 @@ def test_cli_keeps_a_vm_connected_and_exports_its_state(
         assert stat.S_IMODE(os.stat(exported).st_mode) == 0o600
 
         # Another instance takes the conversation over, on the same guest: no new announce.
-        assert main(["--vm", "vm2", "--endpoint", f"unix:{sock}", "--seconds", "1",
+        assert main(["--console", "--vm", "vm2", "--endpoint", f"unix:{sock}", "--seconds", "1",
                      "--import-state", str(exported), "--state-dir", str(state),
                      "--log-level", "warning"]) == 0
         assert server.guest.log.count("New client connected") == 1
@@ -222,7 +222,7 @@ def test_cli_takes_a_vm_from_the_config_file(
     config = tmp_path / "config.toml"
     config.write_text(f'[[vm]]\nname = "dev"\n[[vm.site]]\nagent = "unix:{sock}"\n')
     with _ServerThread(sock):
-        assert main(["--config", str(config), "--vm", "dev", "--seconds", "1",
+        assert main(["--console", "--config", str(config), "--vm", "dev", "--seconds", "1",
                      "--state-dir", str(tmp_path / "state"), "--log-level", "warning"]) == 0
     assert "dev: connected" in capsys.readouterr().out
 

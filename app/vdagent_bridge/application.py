@@ -1,0 +1,546 @@
+"""The composition root of the desktop app: VMs, the clipboard bridge and the UI, on qasync.
+
+What it builds, from :class:`Options` (the command line over the config file):
+
+- one :class:`~vdagent_bridge.runtime.VmRuntime` per VM, its events routed to the
+  :class:`~vdagent_bridge.bridges.ClipboardBridge` (on the host's QClipboard) and its runstate
+  to the UI and the notifications;
+- in demo mode (``--demo``, or no VM configured at all), a :class:`DemoGuest` on a private
+  socket as a VM named ``demo``, and its window;
+- the tray icon, or the fallback window where there is no tray (or with ``--no-tray``).
+
+Each VM's switches come from the config file's policy, then the user's saved settings
+(:class:`~vdagent_bridge.state.settings.Settings`), then the command line. A switch flipped
+in the UI is saved at once and applied to the bridge at once; a paused VM (or the global
+pause) crosses nothing, whatever its direction switches say.
+
+Every task has an owner: the runtimes' ``run()`` tasks and the reconnect helpers are kept
+here and awaited on the way out. Shutdown goes in order: the UI goes away, the bridge stops
+following the clipboard, the runtimes stop (each saves its conversation), the demo guest
+closes; the settings were saved at every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from PySide6 import __version__ as pyside_version
+from PySide6.QtGui import QClipboard, QGuiApplication
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from qasync import QEventLoop  # after PySide6: qasync uses the Qt binding already imported
+from qasync import run as qasync_run
+
+from . import __version__
+from .bridges import ClipboardBridge, ClipboardPolicy
+from .protocol import Event, HostSession
+from .runtime import Endpoint, Runstate, Site, VmRuntime, backoff
+from .state import AppPaths, StateStore
+from .state.config import Policy, VmConfig
+from .state.settings import Autostart, Settings
+from .ui.demo_guest import DemoGuest, DemoGuestWindow
+from .ui.model import Controller, Level, Toggle, VmStatus
+from .ui.tray import Tray
+from .ui.window import MainWindow
+
+log = logging.getLogger(__name__)
+
+#: The demo guest's VM name.
+DEMO_VM = "demo"
+#: The settings file, in the state directory.
+SETTINGS_FILE = "settings.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Switches given on the command line: they win over the config and the settings for
+    this run (and are not saved)."""
+
+    clipboard: str | None = None
+    primary: bool | None = None
+    pointer: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Everything the app is started with; :func:`vdagent_bridge.cli.main` builds it."""
+
+    paths: AppPaths
+    #: The VMs to bridge (ignored in demo mode).
+    vms: tuple[VmConfig, ...] = ()
+    demo: bool = False
+    #: The demo VM's policy (the config file's defaults).
+    demo_policy: Policy = field(default_factory=Policy)
+    #: Use the tray when there is one (``--no-tray`` clears it).
+    tray: bool = True
+    overrides: Overrides = field(default_factory=Overrides)
+    #: Quit after this many seconds (scripts, screenshots); None: run until quit.
+    seconds: float | None = None
+    #: The command an autostart entry runs.
+    autostart_command: tuple[str, ...] = ("vdagent-bridge",)
+    #: Where the autostart entry goes (None: ``$XDG_CONFIG_HOME/autostart``).
+    autostart_dir: Path | None = None
+    #: A conversation taken over from another instance (``--import-state``): VM name and
+    #: session, continued without announcing.
+    imported: tuple[str, HostSession] | None = None
+
+
+@dataclass(slots=True)
+class _Vm:
+    """One VM and its switches."""
+
+    config: VmConfig
+    runtime: VmRuntime
+    switches: dict[str, bool]
+    task: asyncio.Task[None] | None = None
+    #: The runstate the UI last heard of (to word the notifications).
+    shown: Runstate = Runstate.IDLE
+    migrations_seen: int = 0
+    reconnecting: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def switches_for(policy: Policy, saved: Mapping[str, bool], overrides: Overrides,
+                 ) -> dict[str, bool]:
+    """A VM's switches: its config policy, then what the user saved, then the command line."""
+    switches = {
+        "to_guest": policy.to_guest,
+        "to_host": policy.to_host,
+        "primary": policy.primary,
+        "pointer": policy.pointer,
+        "paused": False,
+    }
+    switches.update(saved)
+    if overrides.clipboard is not None:
+        switches["to_guest"] = overrides.clipboard in ("both", "to-guest")
+        switches["to_host"] = overrides.clipboard in ("both", "to-host")
+    if overrides.primary is not None:
+        switches["primary"] = overrides.primary
+    if overrides.pointer is not None:
+        switches["pointer"] = overrides.pointer
+    return switches
+
+
+class Application(Controller):
+    """The running app; see the module docstring. :meth:`run` is its whole life."""
+
+    def __init__(
+        self,
+        options: Options,
+        *,
+        clipboard: QClipboard | None = None,
+        tray_available: bool | None = None,
+        delays: Callable[[], Iterator[float]] = backoff,
+    ) -> None:
+        super().__init__()
+        self.options = options
+        self._clipboard = clipboard or QGuiApplication.clipboard()
+        self._tray_available = tray_available
+        self._delays = delays
+        self.settings = Settings.load(options.paths.state / SETTINGS_FILE)
+        self.autostart = Autostart(options.autostart_command, options.autostart_dir)
+        self._store = StateStore(options.paths.vm_state)
+        self._vms: dict[str, _Vm] = {}
+        self._helpers: set[asyncio.Task[None]] = set()
+        self._quit = asyncio.Event()
+        self._stopping = False
+        self.bridge: ClipboardBridge | None = None
+        self.tray: Tray | None = None
+        self.window: MainWindow | None = None
+        self.demo: DemoGuest | None = None
+        self.demo_window: DemoGuestWindow | None = None
+        self._demo_dir: str | None = None
+
+    # ---------------------------------------------------------------- life
+
+    async def run(self) -> int:
+        """Start, run until :meth:`quit` (or ``seconds``), shut down in order. Returns the
+        exit status."""
+        try:
+            await self._start()
+            if self.options.seconds is None:
+                await self._quit.wait()
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._quit.wait(), self.options.seconds)
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _start(self) -> None:
+        options = self.options
+        vms = list(options.vms)
+        if options.demo:
+            self._demo_dir = tempfile.mkdtemp(prefix="vdagent-bridge-demo-",
+                                              dir=_runtime_dir())
+            self.demo = DemoGuest(Path(self._demo_dir) / "guest.sock")
+            await self.demo.start()
+            site = Site(Endpoint("unix", path=self.demo.path))
+            vms = [VmConfig(DEMO_VM, (site,), options.demo_policy)]
+        self.bridge = ClipboardBridge(self._clipboard)
+        self.bridge.notice.connect(self._on_notice)
+        for config in vms:
+            self._add_vm(config)
+        self._show_ui()
+        if self.settings.problem is not None:
+            self._notify("Settings", self.settings.problem, Level.WARNING)
+        self.changed.emit()
+
+    def _add_vm(self, config: VmConfig) -> None:
+        assert self.bridge is not None
+        session = None
+        if self.options.imported is not None and self.options.imported[0] == config.name:
+            session = self.options.imported[1]
+        runtime = VmRuntime(
+            config.name,
+            list(config.sites),
+            session=session,
+            takeover=session is not None,
+            # The demo guest lives as long as this process: nothing of it is worth keeping.
+            store=None if self.options.demo else self._store,
+            on_event=partial(self._on_event, config.name),
+            on_runstate=partial(self._on_runstate, config.name),
+            delays=self._delays,
+        )
+        switches = switches_for(config.policy, self.settings.vm(config.name),
+                                self.options.overrides)
+        vm = _Vm(config, runtime, switches)
+        self._vms[config.name] = vm
+        self.bridge.add_vm(runtime, self._clipboard_policy(vm))
+        self._start_runtime(vm)
+
+    def _start_runtime(self, vm: _Vm) -> None:
+        task = asyncio.get_running_loop().create_task(vm.runtime.run(),
+                                                      name=f"{vm.name}-runtime")
+        task.add_done_callback(partial(self._runtime_done, vm))
+        vm.task = task
+
+    def _runtime_done(self, vm: _Vm, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        err = task.exception()
+        log.error("%s: the connection loop stopped on an error", vm.name, exc_info=err)
+        self._notify(vm.name, f"stopped on an internal error: {err!r}", Level.ERROR)
+        self.changed.emit()
+
+    def _show_ui(self) -> None:
+        # Closing a window (the demo guest's, an About box) must not end the Qt loop under
+        # the asyncio one: quitting goes through quit() and the ordered shutdown.
+        QGuiApplication.setQuitOnLastWindowClosed(False)
+        available = self._tray_available
+        if available is None:
+            available = QSystemTrayIcon.isSystemTrayAvailable()
+        if self.demo is not None:  # first: the tray and the window offer to show it
+            self.demo_window = DemoGuestWindow(self.demo)
+        if self.options.tray and available:
+            self.tray = Tray(self)
+            self.tray.show()
+        else:
+            if self.options.tray:
+                log.info("no system tray on this desktop: showing a window instead")
+            self.window = MainWindow(self)
+            self.window.show()
+        if self.demo_window is not None:
+            self.demo_window.show()
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        # 1. The UI: nothing can ask for anything any more.
+        if self.tray is not None:
+            self.tray.close()
+        for window in (self.window, self.demo_window):
+            if window is not None:
+                window.close_for_quit()
+                window.deleteLater()
+        # 2. The bridge stops following the host clipboard (what is on it stays).
+        if self.bridge is not None:
+            self.bridge.close()
+        # 3. Helpers (reconnects), then the runtimes, newest first; each saves its state.
+        for helper in list(self._helpers):
+            helper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await helper
+        for vm in reversed(self._vms.values()):
+            await vm.runtime.stop()
+        for vm in reversed(self._vms.values()):
+            if vm.task is not None:
+                with contextlib.suppress(Exception):
+                    await vm.task  # its error was reported by _runtime_done
+        # 4. The demo guest.
+        if self.demo is not None:
+            await self.demo.close()
+        if self._demo_dir is not None:
+            shutil.rmtree(self._demo_dir, ignore_errors=True)
+        # 5. Settings are saved at every change; retry one that failed.
+        if self.settings.dirty:
+            with contextlib.suppress(OSError):
+                self.settings.save()
+
+    def quit(self) -> None:
+        self._quit.set()
+
+    # ---------------------------------------------------------------- runtime → bridge, UI
+
+    def _on_event(self, name: str, event: Event) -> None:
+        if self.bridge is not None:
+            self.bridge.handle_event(name, event)
+
+    def _on_runstate(self, name: str, state: Runstate) -> None:
+        vm = self._vms.get(name)
+        if vm is None:
+            return
+        previous, vm.shown = vm.shown, state
+        runtime = vm.runtime
+        if state is Runstate.CONNECTED:
+            if previous is Runstate.MIGRATING:
+                if runtime.migrations > vm.migrations_seen:
+                    self._notify(name, f"migration done: continuing on {runtime.site.agent}",
+                                 Level.INFO)
+                else:
+                    self._notify(name, f"the migration did not complete: staying on "
+                                 f"{runtime.site.agent}", Level.WARNING)
+            else:
+                self._notify(name, f"connected to {self._where(vm)}", Level.INFO)
+            vm.migrations_seen = runtime.migrations
+        elif state is Runstate.WAITING and previous in (Runstate.CONNECTED, Runstate.MIGRATING):
+            if not vm.reconnecting:
+                self._notify(name, "disconnected; reconnecting when the agent port is back",
+                             Level.WARNING)
+        elif state is Runstate.FAILED:
+            self._notify(name, runtime.failure or "cannot connect", Level.ERROR)
+        if not self._stopping:
+            self.changed.emit()
+
+    def _on_notice(self, text: str) -> None:
+        self._notify("Clipboard", text, Level.WARNING)
+
+    def _notify(self, title: str, text: str, level: Level) -> None:
+        log.log(logging.WARNING if level is not Level.INFO else logging.INFO,
+                "%s: %s", title, text)
+        if not self._stopping:
+            self.notify.emit(title, text, level.value)
+
+    # ---------------------------------------------------------------- policy
+
+    def _clipboard_policy(self, vm: _Vm) -> ClipboardPolicy:
+        switches = vm.switches
+        paused = self.settings.paused or switches["paused"]
+        return ClipboardPolicy(
+            to_guest=switches["to_guest"] and not paused,
+            to_host=switches["to_host"] and not paused,
+            primary=switches["primary"],
+            max_to_guest=vm.config.policy.max_to_guest,
+            max_to_host=vm.config.policy.max_to_host,
+        )
+
+    def _apply(self, vm: _Vm) -> None:
+        if self.bridge is None or self._stopping:
+            return
+        policy = self._clipboard_policy(vm)
+        if self.bridge.policy(vm.name) != policy:
+            self.bridge.set_policy(vm.name, policy)
+
+    def _save(self, save: Callable[[], None]) -> None:
+        try:
+            save()
+        except OSError as err:
+            self._notify("Settings", f"cannot save {self.settings.path}: "
+                         f"{err.strerror or err}; the change lasts until quit", Level.ERROR)
+
+    # ---------------------------------------------------------------- Controller
+
+    def vms(self) -> Sequence[VmStatus]:
+        return [self._status(vm) for vm in self._vms.values()]
+
+    def _status(self, vm: _Vm) -> VmStatus:
+        s = vm.switches
+        return VmStatus(vm.name, vm.runtime.runstate, self._detail(vm), s["to_guest"],
+                        s["to_host"], s["primary"], s["paused"])
+
+    def _detail(self, vm: _Vm) -> str:
+        runtime = vm.runtime
+        state = runtime.runstate
+        agent = runtime.site.agent
+        if state is Runstate.FAILED:
+            return runtime.failure or ""
+        if state is Runstate.MIGRATING:
+            return f"from {agent}"
+        if state in (Runstate.WAITING, Runstate.CONNECTING):
+            if agent.kind == "unix" and not os.path.exists(agent.path):
+                return f"no agent socket at {agent.path} (is the VM running?)"
+            return f"trying {agent}"
+        if state is Runstate.CONNECTED:
+            return self._where(vm) + (" (following migrations)" if runtime.site.qmp else "")
+        return ""
+
+    def _where(self, vm: _Vm) -> str:
+        """Where a VM is connected, in words."""
+        if self.demo is not None and vm.name == DEMO_VM:
+            return "the built-in demo guest"
+        return str(vm.runtime.site.agent)
+
+    def switches(self, name: str) -> Mapping[str, bool]:
+        """A VM's switches (``pointer`` included, which the UI does not show yet)."""
+        return dict(self._vms[name].switches)
+
+    def paused(self) -> bool:
+        return self.settings.paused
+
+    def primary_supported(self) -> bool:
+        return self._clipboard.supportsSelection()
+
+    def set_toggle(self, vm: str, toggle: Toggle, on: bool) -> None:
+        entry = self._vms.get(vm)
+        if entry is None:
+            return
+        entry.switches[toggle.value] = bool(on)
+        self._save(partial(self.settings.set_vm, vm, **{toggle.value: bool(on)}))
+        self._apply(entry)
+        self.changed.emit()
+
+    def set_paused(self, paused: bool) -> None:
+        self._save(partial(self.settings.set_paused, bool(paused)))
+        for vm in self._vms.values():
+            self._apply(vm)
+        self.changed.emit()
+
+    def reconnect(self, vm: str) -> None:
+        entry = self._vms.get(vm)
+        if entry is None or entry.reconnecting or self._stopping:
+            return
+        entry.reconnecting = True  # now: a second click before the task runs is ignored
+        self._spawn(self._reconnect(entry), f"{vm}-reconnect")
+
+    async def _reconnect(self, vm: _Vm) -> None:
+        """Stop the VM's loop and start it again: a fresh connection now, even while it was
+        waiting out a back-off delay or had failed."""
+        try:
+            await vm.runtime.stop()
+            if vm.task is not None:
+                with contextlib.suppress(Exception):
+                    await vm.task
+            if not self._stopping:
+                self._start_runtime(vm)
+        finally:
+            vm.reconnecting = False
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    def autostart_enabled(self) -> bool:
+        return self.autostart.enabled()
+
+    def set_autostart(self, enabled: bool) -> None:
+        try:
+            self.autostart.set_enabled(bool(enabled))
+        except OSError as err:
+            self._notify("Start at login", f"cannot write {self.autostart.path}: "
+                         f"{err.strerror or err}", Level.ERROR)
+        self.changed.emit()
+
+    def has_demo_guest(self) -> bool:
+        return self.demo_window is not None
+
+    def show_demo_guest(self) -> None:
+        if self.demo_window is not None:
+            self.demo_window.show()
+            self.demo_window.raise_()
+            self.demo_window.activateWindow()
+
+    def about_text(self) -> str:
+        paths = self.options.paths
+        return (
+            f"<b>vdagent-bridge {html.escape(__version__)}</b><br>"
+            "Clipboard between this desktop and QEMU virtual machines, through their SPICE "
+            "guest agent (spice-vdagent).<br><br>"
+            f"Configuration: {html.escape(str(paths.config / 'config.toml'))}<br>"
+            f"State: {html.escape(str(paths.state))}<br>"
+            f"Python {sys.version.split()[0]}, PySide6 {html.escape(pyside_version)}, "
+            f"Qt platform {html.escape(QGuiApplication.platformName())}<br><br>"
+            "License: GPL-3.0-or-later"
+        )
+
+
+def _runtime_dir() -> str | None:
+    """``$XDG_RUNTIME_DIR`` when usable (private, in memory), else the temp dir."""
+    directory = os.environ.get("XDG_RUNTIME_DIR")
+    return directory if directory and os.path.isdir(directory) else None
+
+
+# -------------------------------------------------------------------- start-up
+
+
+def display_problem(environ: Mapping[str, str]) -> str | None:
+    """Why Qt cannot open a window here (one line), or None. Qt itself would abort with a
+    multi-line message and a core dump."""
+    platform = environ.get("QT_QPA_PLATFORM", "")
+    if platform.split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb"):
+        return None
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display to show the tray on (DISPLAY and WAYLAND_DISPLAY are unset); "
+            "use --console to run without one")
+
+
+def prefer_xwayland(environ: MutableMapping[str, str]) -> bool:
+    """On a Wayland session with XWayland, use Qt's X11 backend (unless the user chose a
+    platform): an X11 client may follow the clipboard without keyboard focus, a Wayland
+    client may not (peers.md §4.2). Returns True when it chose xcb."""
+    if environ.get("QT_QPA_PLATFORM") or not environ.get("WAYLAND_DISPLAY"):
+        return False
+    if not environ.get("DISPLAY"):
+        return False
+    environ["QT_QPA_PLATFORM"] = "xcb"
+    return True
+
+
+def run_app(options: Options) -> int:
+    """Create the QApplication, run the app on a qasync loop, return its exit status.
+
+    Ctrl+C and SIGTERM quit it the orderly way.
+    """
+    if prefer_xwayland(os.environ):
+        log.info("Wayland session: using XWayland so the clipboard can be followed without "
+                 "focus")
+    existing = QApplication.instance()
+    # argv[0] names the X11 WM_CLASS instance: "vdagent-bridge", not "__main__.py".
+    app = existing if isinstance(existing, QApplication) else QApplication(["vdagent-bridge"])
+    app.setApplicationName("vdagent-bridge")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("vdagent-bridge")
+    app.setQuitOnLastWindowClosed(False)
+    application = Application(options)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        handled = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, application.quit)
+                handled.append(signum)
+        try:
+            return await application.run()
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
+
+    if sys.version_info >= (3, 12):
+        return int(asyncio.run(main(), loop_factory=QEventLoop))
+    return int(qasync_run(main()))
