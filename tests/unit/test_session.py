@@ -659,3 +659,20 @@ def test_a_lower_clipboard_limit_is_announced_now_and_after_a_restart() -> None:
     assert restored.max_clipboard == 1000
     with pytest.raises(LocalProtocolError):
         pair.host.set_max_clipboard(-5)
+
+
+def test_an_unanswered_announce_is_reported_once() -> None:
+    session = HostSession(caps_timeout=2.0)
+    session.start(10.0)
+    assert session.next_deadline() == 12.0
+    session.handle_timeout(11.9)
+    assert drain(session) == ([], [])
+    session.handle_timeout(12.0)
+    events, _ = drain(session)
+    assert [type(e).__name__ for e in events] == ["CapabilitiesTimedOut"]
+    assert session.next_deadline() is None
+
+
+def test_the_caps_answer_clears_the_announce_deadline() -> None:
+    pair = Pair()
+    assert pair.host.next_deadline() is None

@@ -172,3 +172,35 @@ def test_an_unusable_saved_conversation_is_set_aside(tmp_path: Path) -> None:
         assert len(kept) == 1
 
     asyncio.run(scenario())
+
+
+def test_an_unanswered_announce_drops_the_connection_and_waits_before_announcing_again(
+    tmp_path: Path,
+) -> None:
+    """A peer that accepts but never answers (no agent yet, or a guest parser stuck in an old
+    message): the runtime drops it after the caps timeout and waits at least RESYNC_DELAY."""
+    from vdagent_bridge.runtime.vm import RESYNC_DELAY
+
+    async def scenario() -> None:
+        path = tmp_path / "mute.sock"
+        accepted: list[float] = []
+
+        async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(asyncio.get_running_loop().time())
+            while await reader.read(65536):
+                pass
+            writer.close()
+
+        server = await asyncio.start_unix_server(mute, path=str(path))
+        session = HostSession(caps_timeout=0.2)
+        vm = VmRuntime("vm", [Site(Endpoint("unix", path=str(path)))], session=session,
+                       delays=quick)
+        task = asyncio.create_task(vm.run())
+        await until(lambda: len(accepted) >= 2, timeout=10)
+        assert accepted[1] - accepted[0] >= 0.2 + RESYNC_DELAY - 0.05
+        await vm.stop()
+        await asyncio.wait_for(task, 5)
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(scenario())

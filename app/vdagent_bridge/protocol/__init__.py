@@ -28,6 +28,7 @@ from .errors import (
 )
 from .events import (
     CapabilitiesReceived,
+    CapabilitiesTimedOut,
     ClipboardGrabbed,
     ClipboardGrabIgnored,
     ClipboardReceived,
@@ -52,6 +53,7 @@ __all__ = [
     "LEGACY",
     "LINUX_AGENT_CAPS",
     "CapabilitiesReceived",
+    "CapabilitiesTimedOut",
     "Capability",
     "Caps",
     "ClipboardGrabIgnored",

@@ -31,6 +31,19 @@ class CapabilitiesReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class CapabilitiesTimedOut:
+    """The guest did not answer our caps announce in time.
+
+    Either no agent is listening yet, or the guest never noticed that the previous connection
+    went (it reconnected before the guest drained the old bytes), so its parser is still in the
+    middle of an old message and took our announce as message data. The runtime answers by
+    dropping the connection for long enough for the guest to see it go.
+    """
+
+    waited: float
+
+
+@dataclass(frozen=True, slots=True)
 class ClipboardGrabbed:
     """The guest owns ``selection`` now and offers ``types``; the host clipboard should
     offer them too and fetch the data on demand with ``request_clipboard``."""
@@ -150,6 +163,7 @@ class MessageIgnored:
 
 Event = (
     CapabilitiesReceived
+    | CapabilitiesTimedOut
     | ClipboardGrabbed
     | ClipboardGrabIgnored
     | ClipboardReleased

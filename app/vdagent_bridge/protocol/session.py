@@ -71,6 +71,7 @@ from .constants import (
 from .errors import LocalProtocolError, RemoteProtocolError, StateError
 from .events import (
     CapabilitiesReceived,
+    CapabilitiesTimedOut,
     ClipboardGrabbed,
     ClipboardGrabIgnored,
     ClipboardReceived,
@@ -160,6 +161,7 @@ class HostSession:
         request_timeout: float = 5.0,
         guest_request_timeout: float = 10.0,
         release_delay: float = 0.5,
+        caps_timeout: float = 5.0,
     ) -> None:
         self.host_caps = caps
         self.limits = limits or Limits()
@@ -168,6 +170,9 @@ class HostSession:
         #: How long the host has to answer a guest request before we answer empty.
         self.guest_request_timeout = guest_request_timeout
         self.release_delay = release_delay
+        #: How long the guest has to answer our caps announce (see CapabilitiesTimedOut).
+        self.caps_timeout = caps_timeout
+        self._caps_deadline: float | None = None
         self._deframer = Deframer(
             max_message_size=self.limits.max_message_size, ports=(Port.CLIENT,)
         )
@@ -246,6 +251,7 @@ class HostSession:
         self._caps_exchanged = False
         self._reset_conversation(FailureReason.CONNECTION_RESET)
         self._send(AnnounceCapabilities(True, self.host_caps.to_words()))
+        self._caps_deadline = now + self.caps_timeout
 
     def _reset_conversation(self, reason: FailureReason) -> None:
         self._book.reset_serials()
@@ -327,11 +333,18 @@ class HostSession:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timeout` must next be called, or None."""
-        return self._book.next_deadline()
+        deadline = self._book.next_deadline()
+        if self._caps_deadline is not None:
+            caps = self._caps_deadline
+            deadline = caps if deadline is None else min(deadline, caps)
+        return deadline
 
     def handle_timeout(self, now: float) -> None:
         """Expire what is due at ``now``; new events may follow (call :meth:`next_event`)."""
         self._now = now
+        if self._caps_deadline is not None and self._caps_deadline <= now:
+            self._caps_deadline = None
+            self._events.append(CapabilitiesTimedOut(self.caps_timeout))
         book = self._book
         for req in [r for r in book.to_guest if r.deadline <= now]:
             book.to_guest.remove(req)
@@ -360,6 +373,7 @@ class HostSession:
         handler(self, msg)
 
     def _on_caps(self, msg: AnnounceCapabilities) -> None:
+        self._caps_deadline = None
         restarted = msg.request and self._caps_exchanged
         self.guest_caps = Caps(msg.caps)
         self._fmt = WireFormat(
@@ -804,6 +818,11 @@ class HostSession:
             if state.get("version") != SNAPSHOT_VERSION:
                 raise ValueError(f"unsupported snapshot version {state.get('version')!r}")
             session = cls(caps=Caps(tuple(int(w) for w in state["host_caps"])), **kwargs)
+            host = session.host_caps.words
+            if len(host) > session.limits.max_caps_words or not all(
+                0 <= w <= 0xFFFFFFFF for w in host
+            ):  # they are announced on every fresh connection: they must encode
+                raise ValueError("host caps out of range")
             guest = state["guest_caps"]
             if guest is not None:
                 if len(guest) > session.limits.max_caps_words:

@@ -36,7 +36,15 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-from ..protocol import Event, HostSession, LocalProtocolError, RemoteProtocolError, StateError
+from ..protocol import (
+    CapabilitiesReceived,
+    CapabilitiesTimedOut,
+    Event,
+    HostSession,
+    LocalProtocolError,
+    RemoteProtocolError,
+    StateError,
+)
 from ..state import StateStore
 from .backoff import backoff
 from .connection import AgentConnection, Endpoint
@@ -53,6 +61,8 @@ SAVE_DELAY = 1.0
 #: SWITCH_DRAIN_MAX.
 SWITCH_QUIET = 0.02
 SWITCH_DRAIN_MAX = 0.5
+#: The least wait before announcing again after an announce went unanswered.
+RESYNC_DELAY = 1.0
 
 
 class Runstate(enum.Enum):
@@ -131,6 +141,9 @@ class VmRuntime:
         self._migration_ended = asyncio.Event()
         self._switched = asyncio.Event()
         self._followers: set[asyncio.Task[None]] = set()
+        self._closers: set[asyncio.Task[None]] = set()
+        self._answered = False
+        self._unanswered = False
 
     @property
     def site(self) -> Site:
@@ -200,7 +213,8 @@ class VmRuntime:
                 continue
             self.connection = conn
             self.connections += 1
-            delays = self._delays()
+            self._answered = not fresh  # a continuation needs no caps answer
+            self._unanswered = False
             self._set_runstate(Runstate.CONNECTED)
             log.info(
                 "%s: connected to %s (%s)", self.name, self.site.agent,
@@ -220,8 +234,18 @@ class VmRuntime:
             if self._stopping.is_set():
                 break
             fresh = True
+            delay = next(delays)
+            if self._answered:
+                # The connection worked: start the delays over for the next trouble.
+                delays = self._delays()
+                delay = next(delays)
+            if self._unanswered:
+                # Give the guest time to drain what it still had and see the host go, so
+                # its parser starts over before we announce again.
+                reason = "the guest agent did not answer our announce"
+                delay = max(delay, RESYNC_DELAY)
             qmp_note = "" if self.site.qmp else " (no QMP: the next connection starts fresh)"
-            await self._wait(next(delays), f"{reason}{qmp_note}")
+            await self._wait(delay, f"{reason}{qmp_note}")
         self._set_runstate(Runstate.IDLE)
 
     def _new_connection(self) -> AgentConnection:
@@ -542,6 +566,19 @@ class VmRuntime:
         log.info("%s: loaded the saved conversation", self.name)
 
     def _handle_event(self, event: Event) -> None:
+        if isinstance(event, CapabilitiesReceived):
+            self._answered = True
+        elif isinstance(event, CapabilitiesTimedOut):
+            # No answer to our announce: no agent yet, or a guest whose parser is still in
+            # the middle of a message from the previous connection. Only a disconnect it can
+            # see resets it: drop the connection (the loop waits before announcing again).
+            log.warning("%s: the guest agent did not answer our announce in %.0f s; "
+                        "reconnecting so that it starts over", self.name, event.waited)
+            self._unanswered = True
+            if self.connection is not None:
+                task = asyncio.get_running_loop().create_task(self.connection.close())
+                self._closers.add(task)
+                task.add_done_callback(self._closers.discard)
         if self._on_event is not None:
             self._on_event(event)
         self._schedule_save()
