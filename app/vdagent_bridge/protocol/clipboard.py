@@ -28,6 +28,7 @@ both sides" means.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,7 +161,12 @@ class ClipboardBook:
         """
 
         def absolute(t: object) -> float | None:
-            return None if t is None else now + float(t)  # type: ignore[arg-type]
+            if t is None:
+                return None
+            delay = float(t)  # type: ignore[arg-type]
+            if not math.isfinite(delay):  # NaN never expires: a request pending forever
+                raise ValueError(f"deadline {delay} is not a finite number")
+            return now + delay
 
         book = cls()
         for key, st in state["selections"].items():

@@ -24,6 +24,8 @@ from ..protocol import Event, HostSession, RemoteProtocolError
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 1024 * 1024
+#: How long a close waits for the peer to take the output still queued.
+_CLOSE_TIMEOUT = 1.0
 
 
 class EndpointError(ValueError):
@@ -206,5 +208,11 @@ class AgentConnection:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
-            with contextlib.suppress(OSError, ConnectionError):
-                await writer.wait_closed()
+            try:
+                # A close waits until the peer has read what is still queued: one that
+                # stopped reading would hold it forever, so what it did not take is dropped.
+                await asyncio.wait_for(writer.wait_closed(), _CLOSE_TIMEOUT)
+            except asyncio.TimeoutError:
+                writer.transport.abort()
+            except (OSError, ConnectionError):
+                pass

@@ -63,7 +63,11 @@ class StateStore:
         return self.directory / _file_name(vm)
 
     def _ensure_directory(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Missing parents are made 0700 too (mkdir(parents=True) would give them the umask's
+        # mode: world-writable under umask 0), as XDG asks of base directories.
+        missing = [p for p in (self.directory, *self.directory.parents) if not p.exists()]
+        for directory in reversed(missing):
+            directory.mkdir(mode=0o700, exist_ok=True)
         # An existing directory keeps its mode; tighten ours if someone loosened it.
         if self.directory.stat().st_mode & 0o077:
             os.chmod(self.directory, 0o700)
@@ -101,7 +105,7 @@ class StateStore:
             raise StoreError(f"cannot read state file {path}: {err.strerror}") from err
         try:
             document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
             raise StoreError(f"state file {path} is not valid JSON ({err})") from err
         if not isinstance(document, dict):
             raise StoreError(f"state file {path} does not hold a state object")
