@@ -28,6 +28,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .files import ensure_private_dir, write_atomic
+
 log = logging.getLogger(__name__)
 
 #: Version of the settings file layout.
@@ -140,34 +142,9 @@ class Settings:
     def save(self) -> None:
         """Write the file atomically, 0600. :raises OSError: the disk refused."""
         document = {"schema_version": SCHEMA_VERSION, "paused": self.paused, "vms": self._vms}
-        directory = self.path.parent
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if directory.stat().st_mode & 0o077:
-            os.chmod(directory, 0o700)
+        ensure_private_dir(self.path.parent)
         write_atomic(self.path, (json.dumps(document, indent=1, sort_keys=True) + "\n").encode())
         self.dirty = False
-
-
-def write_atomic(target: Path, data: bytes, mode: int = 0o600) -> None:
-    """Temporary file beside ``target`` (created with ``mode``), fsync, rename, fsync of the
-    directory: a crash leaves the old file or the new one, never a torn one."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # -------------------------------------------------------------------- autostart

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .files import ensure_private_dir, write_atomic
+
 log = logging.getLogger(__name__)
 
 #: Version of the file layout (not of the engine snapshot inside, which has its own).
@@ -62,21 +64,11 @@ class StateStore:
     def path(self, vm: str) -> Path:
         return self.directory / _file_name(vm)
 
-    def _ensure_directory(self) -> None:
-        # Missing parents are made 0700 too (mkdir(parents=True) would give them the umask's
-        # mode: world-writable under umask 0), as XDG asks of base directories.
-        missing = [p for p in (self.directory, *self.directory.parents) if not p.exists()]
-        for directory in reversed(missing):
-            directory.mkdir(mode=0o700, exist_ok=True)
-        # An existing directory keeps its mode; tighten ours if someone loosened it.
-        if self.directory.stat().st_mode & 0o077:
-            os.chmod(self.directory, 0o700)
-
     def save(self, vm: str, session: dict[str, Any]) -> Path:
         """Write ``vm``'s state atomically. Raises OSError if the disk refuses."""
-        self._ensure_directory()
+        ensure_private_dir(self.directory)
         target = self.path(vm)
-        _write_atomic(target, _document(vm, session))
+        write_atomic(target, _document(vm, session))
         return target
 
     def load(self, vm: str) -> Loaded | None:
@@ -151,7 +143,7 @@ class StateStore:
         if loaded is None:
             raise StoreError(f"no saved state for VM {vm!r} in {self.directory}")
         target = Path(destination)
-        _write_atomic(target, _document(vm, loaded.session))
+        write_atomic(target, _document(vm, loaded.session))
         return target
 
     def import_(self, source: str | os.PathLike[str], vm: str | None = None) -> Loaded:
@@ -174,24 +166,3 @@ def _document(vm: str, session: dict[str, Any]) -> bytes:
         "session": session,
     }
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    """Temporary file (0600) beside ``target``, fsync, rename, fsync of the directory."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
