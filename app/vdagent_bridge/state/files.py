@@ -8,8 +8,11 @@ others, not even for an instant (created with its final mode; directories 0700).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 
 def ensure_private_dir(directory: Path) -> None:
@@ -42,3 +45,38 @@ def write_atomic(target: Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_document(
+    path: Path, *, what: str, version: int, error: type[Exception]
+) -> dict[str, Any]:
+    """A JSON object with ``"schema_version": version`` from ``path``.
+
+    :raises FileNotFoundError: no such file.
+    :raises error: unreadable, not JSON, not an object, or another version; the message is
+        one line naming ``what`` ("state file", "settings file") and the path.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise error(f"cannot read {what} {path}: {err.strerror}") from err
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise error(f"{what} {path} is not valid JSON ({err})") from err
+    if not isinstance(document, dict):
+        raise error(f"{what} {path} does not hold a {what.split()[0]} object")
+    found = document.get("schema_version")
+    if found != version:
+        raise error(f"{what} {path} has version {found!r}, expected {version}")
+    return document
+
+
+def set_aside(path: Path) -> Path:
+    """Move an unusable file to ``NAME.bad-TIMESTAMP`` (kept for inspection); returns the new
+    path. :raises OSError: it could not be moved."""
+    kept = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(path, kept)
+    return kept

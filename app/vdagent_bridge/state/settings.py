@@ -24,11 +24,10 @@ import contextlib
 import json
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .files import ensure_private_dir, write_atomic
+from .files import ensure_private_dir, read_document, set_aside, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +67,8 @@ class Settings:
         except FileNotFoundError:
             pass
         except SettingsError as err:
-            kept = settings.path.with_name(
-                f"{settings.path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}"
-            )
             try:
-                os.replace(settings.path, kept)
+                kept = set_aside(settings.path)
             except OSError as move:
                 settings.problem = f"{err}; cannot move it aside: {move.strerror}"
             else:
@@ -83,23 +79,9 @@ class Settings:
         return settings
 
     def _read(self) -> None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            raise
-        except OSError as err:
-            raise SettingsError(f"cannot read settings file {self.path}: {err.strerror}") from err
-        try:
-            document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError) as err:
-            raise SettingsError(f"settings file {self.path} is not valid JSON ({err})") from err
-        if not isinstance(document, dict):
-            raise SettingsError(f"settings file {self.path} does not hold a settings object")
-        version = document.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise SettingsError(
-                f"settings file {self.path} has version {version!r}, expected {SCHEMA_VERSION}"
-            )
+        document = read_document(
+            self.path, what="settings file", version=SCHEMA_VERSION, error=SettingsError
+        )
         paused = document.get("paused", False)
         vms = document.get("vms", {})
         if not isinstance(paused, bool) or not isinstance(vms, dict):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import ensure_private_dir, write_atomic
+from .files import ensure_private_dir, read_document, set_aside, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +89,9 @@ class StateStore:
         :raises FileNotFoundError: no such file.
         :raises StoreError: unreadable, not JSON, another version or another VM's state.
         """
-        try:
-            raw = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise
-        except OSError as err:
-            raise StoreError(f"cannot read state file {path}: {err.strerror}") from err
-        try:
-            document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError) as err:
-            raise StoreError(f"state file {path} is not valid JSON ({err})") from err
-        if not isinstance(document, dict):
-            raise StoreError(f"state file {path} does not hold a state object")
-        version = document.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise StoreError(
-                f"state file {path} has version {version!r}, expected {SCHEMA_VERSION}"
-            )
+        document = read_document(
+            Path(path), what="state file", version=SCHEMA_VERSION, error=StoreError
+        )
         vm = document.get("vm")
         saved_at = document.get("saved_at")
         session = document.get("session")
@@ -122,13 +108,11 @@ class StateStore:
         return self._set_aside(self.path(vm))
 
     def _set_aside(self, path: Path) -> Path:
-        kept = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}")
         try:
-            os.replace(path, kept)
+            return set_aside(path)
         except OSError as err:
             log.error("cannot move %s aside: %s", path, err.strerror)
             return path
-        return kept
 
     def delete(self, vm: str) -> None:
         with contextlib.suppress(FileNotFoundError):
