@@ -32,7 +32,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,8 @@ from .state import AppPaths, StateStore
 from .state.config import Policy, VmConfig
 from .state.settings import Autostart, Settings
 from .ui.demo_guest import DemoGuest, DemoGuestWindow
-from .ui.model import Controller, Level, Toggle, VmStatus
+from .ui.desktop import desktop_note
+from .ui.model import Controller, DesktopNote, Level, Toggle, VmStatus
 from .ui.tray import Tray
 from .ui.window import MainWindow
 
@@ -88,6 +89,10 @@ class Options:
     overrides: Overrides = field(default_factory=Overrides)
     #: Quit after this many seconds (scripts, screenshots); None: run until quit.
     seconds: float | None = None
+    #: Open every VM's pointer surface at start (``--pointer-surface``).
+    pointer_surface: bool = False
+    #: The app switched Qt to XWayland on a Wayland session (see :func:`prefer_xwayland`).
+    xwayland: bool = False
     #: The command an autostart entry runs.
     autostart_command: tuple[str, ...] = ("vdagent-bridge",)
     #: Where the autostart entry goes (None: ``$XDG_CONFIG_HOME/autostart``).
@@ -109,6 +114,8 @@ class _Vm:
     shown: Runstate = Runstate.IDLE
     migrations_seen: int = 0
     reconnecting: bool = False
+    #: The file transfer in progress, in words, for the UI ("" when none).
+    transfer: str = ""
 
     @property
     def name(self) -> str:
@@ -370,7 +377,8 @@ class Application(Controller):
     def _status(self, vm: _Vm) -> VmStatus:
         s = vm.switches
         return VmStatus(vm.name, vm.runtime.runstate, self._detail(vm), s["to_guest"],
-                        s["to_host"], s["primary"], s["paused"])
+                        s["to_host"], s["primary"], s["paused"], pointer=s["pointer"],
+                        transfer=vm.transfer)
 
     def _detail(self, vm: _Vm) -> str:
         runtime = vm.runtime
@@ -394,8 +402,14 @@ class Application(Controller):
             return "the built-in demo guest"
         return str(vm.runtime.site.agent)
 
+    def desktop_note(self) -> DesktopNote | None:
+        return desktop_note(os.environ, QGuiApplication.platformName(),
+                            selection=self._clipboard.supportsSelection(),
+                            tray=self.tray is not None,
+                            chose_xwayland=self.options.xwayland)
+
     def switches(self, name: str) -> Mapping[str, bool]:
-        """A VM's switches (``pointer`` included, which the UI does not show yet)."""
+        """A VM's switches."""
         return dict(self._vms[name].switches)
 
     def paused(self) -> bool:
@@ -519,6 +533,7 @@ def run_app(options: Options) -> int:
     if prefer_xwayland(os.environ):
         log.info("Wayland session: using XWayland so the clipboard can be followed without "
                  "focus")
+        options = replace(options, xwayland=True)
     existing = QApplication.instance()
     # argv[0] names the X11 WM_CLASS instance: "vdagent-bridge", not "__main__.py".
     app = existing if isinstance(existing, QApplication) else QApplication(["vdagent-bridge"])

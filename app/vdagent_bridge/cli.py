@@ -136,7 +136,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="bridge the PRIMARY selection too (select to copy, middle-click "
                         "to paste); off unless configured or switched on: privacy")
     parser.add_argument("--pointer", action=argparse.BooleanOptionalAction, default=None,
-                        help="bridge the pointer (a setting kept for the pointer surface)")
+                        help="send the pointer from the pointer surface to the guest "
+                        "(default: on, or as last switched)")
+    parser.add_argument("--pointer-surface", action="store_true",
+                        help="open each VM's pointer surface at start: a window mapped to the "
+                        "guest display (its screen where the VM has QMP); moves, clicks, "
+                        "the wheel and dropped files go to the guest")
     parser.add_argument("--no-tray", dest="tray", action="store_false",
                         help="show a window instead of a tray icon")
     parser.add_argument("--console", action="store_true",
@@ -413,6 +418,7 @@ def _gui(args: argparse.Namespace, groups: list[_Group], config: Config, paths: 
         tray=args.tray,
         overrides=Overrides(args.clipboard, args.primary, args.pointer),
         seconds=args.seconds,
+        pointer_surface=args.pointer_surface,
         autostart_command=tuple(_autostart_command(args, groups)),
         imported=imported,
     )
@@ -445,6 +451,8 @@ def _autostart_command(args: argparse.Namespace, groups: list[_Group]) -> list[s
         command.append("--primary" if args.primary else "--no-primary")
     if args.pointer is not None:
         command.append("--pointer" if args.pointer else "--no-pointer")
+    if args.pointer_surface:
+        command.append("--pointer-surface")
     if not args.tray:
         command.append("--no-tray")
     return command

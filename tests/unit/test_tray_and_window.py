@@ -9,18 +9,27 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before pytest-qt creates the QApp
 
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import replace  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 from PySide6.QtCore import QPoint  # noqa: E402
 from PySide6.QtGui import QAction  # noqa: E402
-from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon  # noqa: E402
+from PySide6.QtWidgets import (  # noqa: E402
+    QApplication,
+    QFileDialog,
+    QMenu,
+    QMessageBox,
+    QSystemTrayIcon,
+)
 from pytestqt.qtbot import QtBot  # noqa: E402
 
 from vdagent_bridge.runtime import Runstate  # noqa: E402
 from vdagent_bridge.ui.icons import SIZES, draw, status_icon  # noqa: E402
+from vdagent_bridge.ui.desktop import desktop_note  # noqa: E402
 from vdagent_bridge.ui.model import (  # noqa: E402
     Controller,
+    DesktopNote,
     IconState,
     Level,
     Toggle,
@@ -43,8 +52,9 @@ class FakeController(Controller):
     """Records what the UI asks for and applies it to its VM list."""
 
     def __init__(self, vms: Sequence[VmStatus], *, primary: bool = True,
-                 demo: bool = False) -> None:
+                 demo: bool = False, note: DesktopNote | None = None) -> None:
         super().__init__()
+        self.note = note
         self.statuses = list(vms)
         self.is_paused = False
         self.autostart = False
@@ -93,6 +103,21 @@ class FakeController(Controller):
 
     def quit(self) -> None:
         self.calls.append(("quit",))
+
+    def desktop_note(self) -> DesktopNote | None:
+        return self.note
+
+    def send_files(self, vm: str, paths: Sequence[Path]) -> None:
+        self.calls.append(("send", vm, list(paths)))
+
+    def cancel_transfer(self, vm: str) -> None:
+        self.calls.append(("cancel", vm))
+
+    def open_pointer_surface(self, vm: str) -> None:
+        self.calls.append(("surface", vm))
+
+    def resize_guest_to_surface(self, vm: str) -> None:
+        self.calls.append(("resize", vm))
 
 
 def texts(actions: list[QAction]) -> list[str]:
@@ -164,7 +189,11 @@ def test_menu_lists_the_vm_its_switches_and_the_global_actions(tray: Tray) -> No
         "Clipboard to guest",
         "Clipboard to host",
         "PRIMARY selection too",
+        "Pointer to guest",
         "Pause this VM",
+        "Send file to guest…",
+        "Open pointer surface",
+        "Resize guest to surface",
         "Reconnect win11",
         "---",
         "Pause all VMs",
@@ -175,7 +204,8 @@ def test_menu_lists_the_vm_its_switches_and_the_global_actions(tray: Tray) -> No
     ]
     checked = {a.text(): a.isChecked() for a in tray.menu.actions() if a.isCheckable()}
     assert checked == {"Clipboard to guest": True, "Clipboard to host": True,
-                       "PRIMARY selection too": False, "Pause this VM": False,
+                       "PRIMARY selection too": False, "Pointer to guest": True,
+                       "Pause this VM": False,
                        "Pause all VMs": False, "Start at login": False}
     assert not action(tray, "win11: connected").isEnabled()
 
@@ -185,6 +215,9 @@ def test_switches_in_the_menu_reach_the_controller(tray: Tray) -> None:
     assert isinstance(controller, FakeController)
     action(tray, "Clipboard to host").trigger()
     action(tray, "PRIMARY selection too").trigger()
+    action(tray, "Pointer to guest").trigger()
+    action(tray, "Open pointer surface").trigger()
+    action(tray, "Resize guest to surface").trigger()
     action(tray, "Pause all VMs").trigger()
     action(tray, "Start at login").trigger()
     action(tray, "Reconnect win11").trigger()
@@ -192,11 +225,100 @@ def test_switches_in_the_menu_reach_the_controller(tray: Tray) -> None:
     assert controller.calls == [
         ("toggle", "win11", Toggle.TO_HOST, False),
         ("toggle", "win11", Toggle.PRIMARY, True),
+        ("toggle", "win11", Toggle.POINTER, False),
+        ("surface", "win11"),
+        ("resize", "win11"),
         ("paused", True),
         ("autostart", True),
         ("reconnect", "win11"),
         ("quit",),
     ]
+
+
+def test_send_file_opens_a_picker_that_does_not_block(tray: Tray, tmp_path: Path) -> None:
+    files = [tmp_path / "a.txt", tmp_path / "b c.bin"]
+    for f in files:
+        f.write_bytes(b"x")
+    action(tray, "Send file to guest…").trigger()
+    dialog = tray._picker
+    assert isinstance(dialog, QFileDialog) and dialog.isVisible() and not dialog.isModal()
+    assert dialog.fileMode() is QFileDialog.FileMode.ExistingFiles
+    assert dialog.windowTitle() == "Send files to win11"
+    # What a user's choice does: the dialog's filesSelected with the chosen paths.
+    dialog.setDirectory(str(tmp_path))
+    dialog.selectFile('"a.txt" "b c.bin"')
+    dialog.accept()
+    assert tray._controller.calls == [("send", "win11", files)]  # type: ignore[attr-defined]
+
+
+def test_a_transfer_in_progress_shows_with_a_cancel(qapp: QApplication) -> None:
+    controller = FakeController([vm(transfer="Sending notes.txt (1 of 2): 40% of 3.1 MB")])
+    tray = Tray(controller)
+    line = action(tray, "Sending notes.txt (1 of 2): 40% of 3.1 MB")
+    assert not line.isEnabled()
+    action(tray, "Cancel file transfer").trigger()
+    assert controller.calls == [("cancel", "win11")]
+    idle = Tray(FakeController([vm()]))
+    assert "Cancel file transfer" not in texts(idle.actions())
+
+
+def test_the_desktop_note_heads_the_menu_with_details_in_its_tooltip(
+    qapp: QApplication,
+) -> None:
+    note = DesktopNote("Wayland: the clipboard syncs only while a window has focus",
+                       ("Wayland lets only the focused app use the clipboard.",
+                        "The pointer surface works."))
+    tray = Tray(FakeController([vm()], note=note))
+    first = tray.menu.actions()[0]
+    assert first.text() == note.summary and not first.isEnabled()
+    assert first.toolTip() == "Wayland lets only the focused app use the clipboard.\n" \
+        "The pointer surface works."
+    assert tray.menu.toolTipsVisible()
+    assert tray.menu.actions()[1].isSeparator()
+    window = MainWindow(FakeController([vm()], note=note))
+    assert not window.note.isHidden() and note.summary in window.note.text()
+    plain = MainWindow(FakeController([vm()]))
+    assert plain.note.isHidden()
+    window.close_for_quit()
+    plain.close_for_quit()
+
+
+# ---------------------------------------------------------------- what the desktop allows
+
+
+def test_plain_x11_with_a_tray_needs_no_note() -> None:
+    assert desktop_note({"DISPLAY": ":0"}, "xcb", selection=True, tray=True) is None
+
+
+def test_wayland_through_xwayland_says_background_sync_works() -> None:
+    note = desktop_note({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, "xcb",
+                        selection=True, tray=True, chose_xwayland=True)
+    assert note is not None
+    assert note.summary == "Wayland session, clipboard through XWayland"
+    assert "chose XWayland" in note.details[0] and "background" in note.details[0]
+
+
+def test_native_wayland_says_plainly_that_background_sync_does_not_work() -> None:
+    note = desktop_note({"WAYLAND_DISPLAY": "wayland-0"}, "wayland", selection=False,
+                        tray=False)
+    assert note is not None
+    assert note.summary.startswith("Wayland: the clipboard syncs only while")
+    joined = " ".join(note.details)
+    assert "not followed in the background" in joined
+    assert "XWayland" in joined  # and how to get it
+    assert "PRIMARY selection is not available" in joined
+    assert "No system tray" in joined
+
+
+def test_x11_without_a_tray_or_primary_says_so() -> None:
+    note = desktop_note({"DISPLAY": ":0"}, "xcb", selection=False, tray=False)
+    assert note is not None and note.summary == "X11: no PRIMARY selection"
+    assert len(note.details) == 2
+
+
+def test_offscreen_has_no_desktop_clipboard() -> None:
+    note = desktop_note({}, "offscreen", selection=False, tray=False)
+    assert note is not None and "offscreen" in note.summary
 
 
 def test_the_menu_is_rebuilt_when_it_opens(tray: Tray) -> None:
@@ -297,14 +419,17 @@ def test_window_has_the_same_controls(qtbot: QtBot) -> None:
     assert box.title() == "dev"
     assert (box.status.text(), box.detail.text()) == ("waiting to reconnect", "trying x")
     assert [b.text() for b in box.toggles.values()] == [
-        "Clipboard to guest", "Clipboard to host", "PRIMARY selection too", "Pause this VM",
+        "Clipboard to guest", "Clipboard to host", "PRIMARY selection too",
+        "Pointer to guest", "Pause this VM",
     ]
-    assert [b.isChecked() for b in box.toggles.values()] == [True, True, False, False]
+    assert [b.isChecked() for b in box.toggles.values()] == [True, True, False, True, False]
     assert window.demo_button is not None
 
     box.toggles[Toggle.TO_GUEST].click()
     box.toggles[Toggle.PAUSED].click()
     box.reconnect.click()
+    box.surface.click()
+    box.resize_guest.click()
     window.pause.click()
     window.autostart.click()
     window.demo_button.click()
@@ -312,12 +437,20 @@ def test_window_has_the_same_controls(qtbot: QtBot) -> None:
         ("toggle", "dev", Toggle.TO_GUEST, False),
         ("toggle", "dev", Toggle.PAUSED, True),
         ("reconnect", "dev"),
+        ("surface", "dev"),
+        ("resize", "dev"),
         ("paused", True),
         ("autostart", True),
         ("demo",),
     ]
     assert not box.toggles[Toggle.TO_GUEST].isChecked()
     assert box.status.text() == "waiting to reconnect, paused"
+    assert box.transfer.isHidden() and box.cancel.isHidden()
+    controller.statuses = [vm(), vm("dev", transfer="Sending a.iso: 10% of 4.0 GB")]
+    controller.changed.emit()
+    assert box.transfer.text() == "Sending a.iso: 10% of 4.0 GB" and not box.cancel.isHidden()
+    box.cancel.click()
+    assert controller.calls[-1] == ("cancel", "dev")
     assert window.pause.isChecked()
 
 

@@ -19,6 +19,7 @@ import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, ParamSpec
 
 from ..runtime import Runstate
@@ -57,6 +58,7 @@ class Toggle(enum.Enum):
     TO_GUEST = "to_guest"
     TO_HOST = "to_host"
     PRIMARY = "primary"
+    POINTER = "pointer"
     PAUSED = "paused"
 
 
@@ -65,6 +67,7 @@ TOGGLE_LABELS = {
     Toggle.TO_GUEST: "Clipboard to guest",
     Toggle.TO_HOST: "Clipboard to host",
     Toggle.PRIMARY: "PRIMARY selection too",
+    Toggle.POINTER: "Pointer to guest",
     Toggle.PAUSED: "Pause this VM",
 }
 
@@ -99,6 +102,9 @@ class VmStatus:
     to_host: bool
     primary: bool
     paused: bool
+    pointer: bool = True
+    #: The file transfer in progress, in words ("" when none).
+    transfer: str = ""
 
     def value(self, toggle: Toggle) -> bool:
         return bool(getattr(self, toggle.value))
@@ -117,6 +123,15 @@ _STATE_TEXT = {
     Runstate.WAITING: "waiting to reconnect",
     Runstate.FAILED: "error",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopNote:
+    """What this desktop lets the app do, said plainly: a short line for the menu and the
+    details (one sentence a point) for its tooltip and the window."""
+
+    summary: str
+    details: tuple[str, ...]
 
 
 def vm_icon_state(vm: VmStatus, paused: bool = False) -> IconState:
@@ -186,6 +201,25 @@ class Controller:
         raise NotImplementedError
 
     def about_text(self) -> str:
+        raise NotImplementedError
+
+    def desktop_note(self) -> DesktopNote | None:
+        """What works on this desktop and what does not (Wayland), or None when all does."""
+        return None
+
+    def send_files(self, vm: str, paths: Sequence[Path]) -> None:
+        """Send files to the VM's guest (one after another, with progress in
+        :attr:`VmStatus.transfer`)."""
+        raise NotImplementedError
+
+    def cancel_transfer(self, vm: str) -> None:
+        raise NotImplementedError
+
+    def open_pointer_surface(self, vm: str) -> None:
+        raise NotImplementedError
+
+    def resize_guest_to_surface(self, vm: str) -> None:
+        """Make the guest display the size of the VM's pointer surface (opening it first)."""
         raise NotImplementedError
 
     def quit(self) -> None:

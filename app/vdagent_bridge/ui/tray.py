@@ -9,10 +9,13 @@ A left click opens the same menu (XEmbed trays only open it on a right click).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import shiboken6
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QCursor
-from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
 from .icons import status_icon
 from .model import (
@@ -49,6 +52,9 @@ class Tray(QObject):
         self.menu = QMenu()
         self._submenus: list[QMenu] = []
         self._about: QMessageBox | None = None
+        self._picker: QFileDialog | None = None
+        # The desktop note and the long status lines say more in their tooltips.
+        self.menu.setToolTipsVisible(True)
         self.menu.aboutToShow.connect(self.rebuild_menu)
         self.icon.setContextMenu(self.menu)
         self.icon.activated.connect(self._activated)
@@ -65,8 +71,9 @@ class Tray(QObject):
         self._controller.changed.disconnect(self.refresh)
         self._controller.notify.disconnect(self.show_message)
         self.icon.hide()
-        if self._about is not None and shiboken6.isValid(self._about):
-            self._about.close()
+        for box in (self._about, self._picker):
+            if box is not None and shiboken6.isValid(box):
+                box.close()
         self.menu.close()
         self.menu.deleteLater()
 
@@ -100,6 +107,12 @@ class Tray(QObject):
         controller = self._controller
         vms = controller.vms()
         paused = controller.paused()
+        note = controller.desktop_note()
+        if note is not None:
+            line = menu.addAction(note.summary)
+            line.setToolTip("\n".join(note.details))
+            line.setEnabled(False)
+            menu.addSeparator()
         for vm in vms:
             if len(vms) > INLINE_VMS:
                 submenu = menu.addMenu(status_icon(vm_icon_state(vm, paused)),
@@ -152,9 +165,30 @@ class Tray(QObject):
                 action.setText(f"{label} (not on this display)")
                 action.setEnabled(False)
             action.triggered.connect(toggle_slot(controller, vm.name, toggle))
-        menu.addAction(f"Reconnect {vm.name}").triggered.connect(
-            lambda: controller.reconnect(vm.name)
+        name = vm.name
+        if vm.transfer:
+            progress = menu.addAction(elide(vm.transfer))
+            progress.setToolTip(vm.transfer)
+            progress.setEnabled(False)
+            menu.addAction("Cancel file transfer").triggered.connect(
+                lambda: controller.cancel_transfer(name))
+        menu.addAction("Send file to guest…").triggered.connect(
+            lambda: self.pick_files(name))
+        menu.addAction("Open pointer surface").triggered.connect(
+            lambda: controller.open_pointer_surface(name))
+        menu.addAction("Resize guest to surface").triggered.connect(
+            lambda: controller.resize_guest_to_surface(name))
+        menu.addAction(f"Reconnect {name}").triggered.connect(
+            lambda: controller.reconnect(name)
         )
+
+    def pick_files(self, vm: str) -> QFileDialog:
+        """Ask for files to send to ``vm`` (a non-modal dialog: a modal one would nest an
+        event loop inside a Qt slot, under the asyncio loop)."""
+        if self._picker is not None and shiboken6.isValid(self._picker):
+            self._picker.close()
+        self._picker = pick_files(None, vm, self._controller.send_files)
+        return self._picker
 
     def actions(self) -> list[QAction]:
         """The menu's actions, submenus' included (for tests and screenshots)."""
@@ -176,6 +210,22 @@ def show_about(parent: QWidget | None, text: str) -> QMessageBox:
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.show()
     return box
+
+
+def pick_files(parent: QWidget | None, vm: str,
+               send: Callable[[str, list[Path]], None]) -> QFileDialog:
+    """A file dialog whose chosen files go to ``send(vm, paths)``; shown, not run."""
+    dialog = QFileDialog(parent, f"Send files to {vm}")
+    dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+    dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptOpen)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+    def chosen(files: list[str]) -> None:
+        send(vm, [Path(f) for f in files])
+
+    dialog.filesSelected.connect(chosen)
+    dialog.show()
+    return dialog
 
 
 def _state_words(vm: VmStatus) -> str:

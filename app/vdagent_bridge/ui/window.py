@@ -8,6 +8,7 @@ no tray to return to).
 
 from __future__ import annotations
 
+import html
 import time
 
 from PySide6.QtCore import Qt
@@ -35,13 +36,13 @@ from .model import (
     toggle_slot,
     vm_icon_state,
 )
-from .tray import elide, show_about
+from .tray import elide, pick_files, show_about
 
 _LEVEL_COLORS = {Level.INFO: "", Level.WARNING: "#9a6700", Level.ERROR: "#c0281f"}
 
 
 class _VmBox(QGroupBox):
-    """One VM: status line, switches, reconnect."""
+    """One VM: status line, switches, file transfer, pointer surface, reconnect."""
 
     def __init__(self, controller: Controller, vm: VmStatus) -> None:
         super().__init__(vm.name)
@@ -66,10 +67,28 @@ class _VmBox(QGroupBox):
             box.clicked.connect(toggle_slot(controller, vm.name, toggle))
             layout.addWidget(box)
             self.toggles[toggle] = box
+        transfer_row = QHBoxLayout()
+        self.transfer = QLabel()
+        self.transfer.setWordWrap(True)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.clicked.connect(lambda: controller.cancel_transfer(self.name))
+        transfer_row.addWidget(self.transfer, 1)
+        transfer_row.addWidget(self.cancel)
+        layout.addLayout(transfer_row)
+        self.send = QPushButton("Send files…")
+        self.send.clicked.connect(
+            lambda: pick_files(self, self.name, controller.send_files))
+        self.surface = QPushButton("Pointer surface")
+        self.surface.clicked.connect(lambda: controller.open_pointer_surface(self.name))
+        self.resize_guest = QPushButton("Resize guest")
+        self.resize_guest.setToolTip("Make the guest display the size of the pointer surface")
+        self.resize_guest.clicked.connect(
+            lambda: controller.resize_guest_to_surface(self.name))
         self.reconnect = QPushButton("Reconnect")
         self.reconnect.clicked.connect(lambda: controller.reconnect(self.name))
         row = QHBoxLayout()
-        row.addWidget(self.reconnect)
+        for button in (self.send, self.surface, self.resize_guest, self.reconnect):
+            row.addWidget(button)
         row.addStretch(1)
         layout.addLayout(row)
         if not controller.primary_supported():
@@ -85,6 +104,9 @@ class _VmBox(QGroupBox):
         self.detail.setVisible(bool(vm.detail))
         for toggle, box in self.toggles.items():
             box.setChecked(vm.value(toggle))
+        self.transfer.setText(vm.transfer)
+        self.transfer.setVisible(bool(vm.transfer))
+        self.cancel.setVisible(bool(vm.transfer))
 
 
 class MainWindow(QWidget):
@@ -97,6 +119,14 @@ class MainWindow(QWidget):
         self.setWindowTitle("vdagent-bridge")
         layout = QVBoxLayout(self)
         layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
+        note = controller.desktop_note()
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        if note is not None:
+            self.note.setText(f"<b>{html.escape(note.summary)}</b><br>"
+                              + "<br>".join(html.escape(d) for d in note.details))
+        self.note.setVisible(note is not None)
+        layout.addWidget(self.note)
         self._vm_layout = QVBoxLayout()
         layout.addLayout(self._vm_layout)
         self.vm_boxes: dict[str, _VmBox] = {}
