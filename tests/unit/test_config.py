@@ -19,6 +19,7 @@ max_to_host = "16MiB"
 name = "win11"
 clipboard = "to-guest"
 primary = true
+display = "1920x1080"
 
 [[vm.site]]
 agent = "unix:/run/user/1000/win11-agent.sock"
@@ -49,6 +50,7 @@ def test_the_example_configuration_is_understood(tmp_path: Path) -> None:
     assert win.policy.clipboard == "to-guest" and win.policy.primary
     assert win.policy.to_guest and not win.policy.to_host
     assert win.policy.max_to_host == 16 << 20  # inherited from [defaults]
+    assert win.policy.display == (1920, 1080)
     assert [s.agent for s in win.sites] == [
         Endpoint("unix", path="/run/user/1000/win11-agent.sock"),
         Endpoint("unix", path="/run/user/1000/win11-dst-agent.sock"),
@@ -57,6 +59,7 @@ def test_the_example_configuration_is_understood(tmp_path: Path) -> None:
     assert win.sites[1].qmp is None
     assert deb.sites[0].agent == Endpoint("tcp", host="127.0.0.1", port=5555)
     assert deb.policy == config.defaults
+    assert deb.policy.display is None  # the pointer surface asks the guest's screen
 
 
 def test_a_missing_file_is_an_empty_configuration(tmp_path: Path) -> None:
@@ -83,6 +86,9 @@ def test_a_missing_file_is_an_empty_configuration(tmp_path: Path) -> None:
         ('[[vm]]\nname = "a"\n[[vm.site]]\nagent = "unix:/a"\n'
          '[[vm]]\nname = "a"\n[[vm.site]]\nagent = "unix:/b"\n', "vm[1].name: 'a' is already"),
         ('vm = "x"\n', "vm: expected [[vm]] tables"),
+        ('[defaults]\ndisplay = "big"\n', 'defaults.display: expected a size such as "1920x1080"'),
+        ('[defaults]\ndisplay = "0x600"\n', "defaults.display: 0x600 is out of range"),
+        ('[defaults]\ndisplay = [800, 600]\n', "defaults.display: expected a size"),
     ],
 )
 def test_mistakes_are_one_line_naming_the_file_and_key(

@@ -12,6 +12,7 @@ Example (``~/.config/vdagent-bridge/config.toml``)::
     [[vm]]
     name = "win11"
     clipboard = "to-guest"
+    display = "1920x1080"     # the guest display, for the pointer surface (else its screen)
 
     [[vm.site]]               # one per QEMU that may run the VM (migration destinations)
     agent = "unix:/run/user/1000/win11-agent.sock"
@@ -43,6 +44,7 @@ DIRECTIONS = ("both", "to-guest", "to-host", "off")
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
 _UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+_DISPLAY = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
 _VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$")
 
 
@@ -59,6 +61,9 @@ class Policy:
     pointer: bool = True
     max_to_guest: int = 64 << 20
     max_to_host: int = 64 << 20
+    #: The guest display's size (width, height), for mapping the pointer surface until the
+    #: app has sent the guest a MONITORS_CONFIG of its own; None: ask the guest's screen.
+    display: tuple[int, int] | None = None
 
     @property
     def to_guest(self) -> bool:
@@ -101,9 +106,20 @@ def parse_size(value: object, where: str) -> int:
     return number
 
 
+def parse_display(value: object, where: str) -> tuple[int, int]:
+    """A display size from ``"1920x1080"`` (what the guest agent accepts: 1 to 16384 a side)."""
+    match = _DISPLAY.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(f"{where}: expected a size such as \"1920x1080\", not {value!r}")
+    width, height = int(match.group(1)), int(match.group(2))
+    if not (0 < width <= 16384 and 0 < height <= 16384):
+        raise ConfigError(f"{where}: {width}x{height} is out of range (1 to 16384 a side)")
+    return width, height
+
+
 def _policy(table: dict[str, Any], base: Policy, where: str) -> Policy:
     values: dict[str, Any] = {}
-    for key in ("clipboard", "primary", "pointer", "max_to_guest", "max_to_host"):
+    for key in sorted(_POLICY_KEYS):
         if key not in table:
             continue
         value = table[key]
@@ -115,6 +131,8 @@ def _policy(table: dict[str, Any], base: Policy, where: str) -> Policy:
         elif key in ("primary", "pointer"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}.{key}: expected true or false, not {value!r}")
+        elif key == "display":
+            value = parse_display(value, f"{where}.display")
         else:
             value = parse_size(value, f"{where}.{key}")
         values[key] = value
@@ -141,7 +159,7 @@ def _endpoint(value: object, where: str) -> Endpoint:
         raise ConfigError(f"{where}: {err}") from err
 
 
-_POLICY_KEYS = {"clipboard", "primary", "pointer", "max_to_guest", "max_to_host"}
+_POLICY_KEYS = {"clipboard", "primary", "pointer", "max_to_guest", "max_to_host", "display"}
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:
