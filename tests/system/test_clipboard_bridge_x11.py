@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_stack import AgentStack, GuestCommandError, find_binary, missing_binaries
+from agent_stack import AgentStack, GuestCommandError
+from hostx import HostX, xvfb
 
 pytestmark = pytest.mark.system
 
@@ -35,98 +36,11 @@ SETTLE = 0.7
 # ------------------------------------------------------------------ host display
 
 
-def _require(names: tuple[str, ...]) -> None:
-    missing = missing_binaries(names)
-    if not missing:
-        return
-    message = f"missing programs for the X11 clipboard test: {', '.join(missing)}"
-    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        pytest.fail(f"{message}; CI is set, so this is an error, not a skip", pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def host_display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private Xvfb for the host side; its display name (``:N``)."""
-    _require(("Xvfb", "xclip"))
-    log = tmp_path_factory.mktemp("host-xvfb") / "xvfb.log"
-    rfd, wfd = os.pipe()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [find_binary("Xvfb") or "Xvfb", "-displayfd", str(wfd), "-screen", "0",
-             "800x600x24", "-nolisten", "tcp", "-noreset"],
-            pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if k != "DISPLAY"},
-        )
-    os.close(wfd)
-    try:
-        number = b""
-        deadline = time.monotonic() + TIMEOUT
-        while not number.endswith(b"\n"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"host Xvfb did not start: {log.read_text(errors='replace')}")
-            chunk = os.read(rfd, 16)
-            if not chunk:
-                raise RuntimeError(f"host Xvfb exited: {log.read_text(errors='replace')}")
-            number += chunk
-        yield f":{int(number)}"
-    finally:
-        os.close(rfd)
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-class HostX:
-    """xclip on the host display, standing for the host's applications."""
-
-    def __init__(self, display: str, workdir: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("WAYLAND_DISPLAY", "XAUTHORITY")}
-        self.env["DISPLAY"] = display
-        self.dir = workdir
-        self.copies: list[subprocess.Popen[bytes]] = []
-
-    def copy(self, data: bytes, selection: str = "clipboard",
-             target: str = "UTF8_STRING") -> None:
-        """Copy ``data`` on the host (xclip keeps serving until another owner takes over)."""
-        log = self.dir / f"host-xclip-{len(self.copies)}.log"
-        with open(log, "wb") as out:
-            popen = subprocess.Popen(
-                [find_binary("xclip") or "xclip", "-selection", selection, "-t", target,
-                 "-i", "-quiet"],
-                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-            )
-        self.copies.append(popen)
-        assert popen.stdin is not None
-        popen.stdin.write(data)
-        popen.stdin.close()
-        deadline = time.monotonic() + TIMEOUT
-        while b"Waiting for selection requests" not in log.read_bytes():
-            assert popen.poll() is None, log.read_bytes()
-            assert time.monotonic() < deadline, "host xclip did not take the selection"
-            time.sleep(0.005)
-
-    def paste(self, selection: str = "clipboard", target: str = "UTF8_STRING") -> bytes | None:
-        """What a host application pasting gets; None when the selection offers nothing."""
-        result = subprocess.run(
-            [find_binary("xclip") or "xclip", "-selection", selection, "-t", target, "-o"],
-            stdin=subprocess.DEVNULL, capture_output=True, env=self.env, timeout=TIMEOUT,
-        )
-        return result.stdout if result.returncode == 0 else None
-
-    def close(self) -> None:
-        for popen in self.copies:
-            if popen.poll() is None:
-                popen.terminate()
-            try:
-                popen.wait(5)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait(5)
+    with xvfb(tmp_path_factory.mktemp("host-xvfb")) as display:
+        yield display
 
 
 @pytest.fixture
