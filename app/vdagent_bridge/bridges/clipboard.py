@@ -92,6 +92,7 @@ from ..protocol import (
     Selection,
     StateError,
 )
+from ..sizes import format_size
 
 log = logging.getLogger(__name__)
 
@@ -404,9 +405,9 @@ class ClipboardBridge(QObject):
         elif len(data) > attached.policy.max_to_guest:
             session.refuse_clipboard_request(sel, kind)
             self._notice(
-                f"{vm.name}: the host {_describe(sel)} ({_size(len(data))}) was not pasted "
+                f"{vm.name}: the host {_describe(sel)} ({format_size(len(data))}) was not pasted "
                 f"into the guest: it is larger than the host → guest limit of "
-                f"{_size(attached.policy.max_to_guest)}."
+                f"{format_size(attached.policy.max_to_guest)}."
             )
         else:
             session.send_clipboard_data(sel, kind, data)
@@ -490,9 +491,9 @@ class ClipboardBridge(QObject):
             return
         if len(data) > policy.max_to_host:
             fetch.notices.append(f"{name}: the guest {_describe(fetch.selection)} "
-                                  f"({_size(len(data))}) was not copied to the host: it is "
+                                  f"({format_size(len(data))}) was not copied to the host: it is "
                                   f"larger than the guest → host limit of "
-                                  f"{_size(policy.max_to_host)}.")
+                                  f"{format_size(policy.max_to_host)}.")
         elif event.type == _TEXT:
             fetch.text = data.rstrip(b"\0").decode("utf-8", "replace")
         else:
@@ -516,7 +517,7 @@ class ClipboardBridge(QObject):
             fetch.notices.append(
                 f"{attached.vm.name}: the guest {_describe(fetch.selection)} was not copied "
                 f"to the host: it is empty or larger than the guest → host limit of "
-                f"{_size(limit)}."
+                f"{format_size(limit)}."
             )
         else:
             log.info("%s: fetching the guest %s failed: %s", attached.vm.name,
@@ -638,11 +639,3 @@ def _encode_image(image: QImage, fmt: bytes) -> bytes | None:
 
 def _describe(selection: Selection | int) -> str:
     return "PRIMARY selection" if selection == Selection.PRIMARY else "clipboard"
-
-
-def _size(count: int) -> str:
-    if count >= 1024 * 1024:
-        return f"{count / (1024 * 1024):.1f} MiB"
-    if count >= 1024:
-        return f"{count / 1024:.1f} KiB"
-    return f"{count} bytes"
