@@ -21,6 +21,7 @@ from PySide6.QtGui import (  # noqa: E402
     QDragEnterEvent,
     QDropEvent,
     QImage,
+    QImageWriter,
     QMouseEvent,
     QWheelEvent,
 )
@@ -553,7 +554,7 @@ class DumpingVm:
         self.paths.append(path)
         image = QImage(64, 48, QImage.Format.Format_RGB32)
         image.fill(QColor("green"))
-        assert image.save(str(path), b"PNG")
+        assert QImageWriter(str(path), b"png").write(image)
         return True
 
 
