@@ -14,11 +14,16 @@ from .clipboard import (
     ClipboardVm,
     ImageLimits,
 )
+from .pointer import GuestScreen, PointerBridge, PointerVm, ScreenUnavailable
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "ClipboardBridge",
     "ClipboardPolicy",
     "ClipboardVm",
+    "GuestScreen",
     "ImageLimits",
+    "PointerBridge",
+    "PointerVm",
+    "ScreenUnavailable",
 ]

@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from qemu.qmp import QMPClient, QMPError, Runstate
+from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
 
 from .connection import Endpoint
 
@@ -81,6 +81,8 @@ class QmpMonitor:
         self.endpoint = endpoint
         self._client = QMPClient(name)
         self.events_enabled = False
+        #: Whether ``screendump`` takes ``format=png`` (QEMU >= 7.1); None until tried.
+        self.png_screendump: bool | None = None
 
     async def connect(self, timeout: float = 5.0) -> None:
         """Connect and negotiate (qmp_capabilities).
@@ -111,6 +113,35 @@ class QmpMonitor:
             return await self._client.execute(command, arguments)
         except (QMPError, OSError) as err:
             raise QmpError(f"QMP {command} on {self.endpoint} failed: {err}") from err
+
+    async def screendump(self, path: str) -> str:
+        """Have QEMU write the guest screen to ``path`` (absolute: QEMU's working directory
+        is not ours); returns the format written, ``"png"`` or ``"ppm"``.
+
+        QEMU opens and writes the file itself, as the user QEMU runs as: under libvirt
+        (QEMU as another user) the directory must be writable by that user. PNG needs
+        QEMU >= 7.1; an older QEMU rejects the ``format`` argument, and the dump is retried
+        (and from then on made) as PPM.
+
+        :raises QmpError: the dump failed (no display device, a path QEMU cannot write,
+            the monitor went away).
+        """
+        if self.png_screendump is not False:
+            try:
+                await self._client.execute("screendump", {"filename": path, "format": "png"})
+            except ExecuteError as err:
+                desc = str(err.error.error.desc)
+                if self.png_screendump or "format" not in desc:
+                    raise QmpError(f"QMP screendump on {self.endpoint} failed: {desc}") from err
+                log.info("%s: no PNG screendump (%s); using PPM", self.endpoint, desc)
+                self.png_screendump = False
+            except (QMPError, OSError) as err:
+                raise QmpError(f"QMP screendump on {self.endpoint} failed: {err}") from err
+            else:
+                self.png_screendump = True
+                return "png"
+        await self.execute("screendump", {"filename": path})
+        return "ppm"
 
     async def enable_migration_events(self) -> bool:
         """Switch the ``events`` migration capability on; False if QEMU refuses (a

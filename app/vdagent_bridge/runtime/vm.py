@@ -35,6 +35,7 @@ import enum
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..protocol import (
     CapabilitiesReceived,
@@ -141,6 +142,9 @@ class VmRuntime:
         self._migration_ended = asyncio.Event()
         self._switched = asyncio.Event()
         self._followers: set[asyncio.Task[None]] = set()
+        #: The QMP monitors the followers hold open, by site index (for screendump: a QMP
+        #: socket serves one client at a time, so the runtime's own monitor is the only way).
+        self._monitors: dict[int, QmpMonitor] = {}
         self._closers: set[asyncio.Task[None]] = set()
         self._answered = False
         self._unanswered = False
@@ -179,6 +183,25 @@ class VmRuntime:
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
+
+    async def screendump(self, path: Path) -> bool:
+        """Have the current site's QEMU write the guest screen to ``path``: PNG where QEMU
+        takes ``format=png`` (>= 7.1), else PPM (QImage reads both, by content). False when
+        that site has no QMP monitor open (none configured, or not connected yet).
+
+        It goes through the monitor the migration follower holds open (qemu.qmp runs
+        commands while the follower reads events). QEMU writes the file itself, as its own
+        user: under libvirt (QEMU as another user) the directory must be writable by QEMU;
+        over ``tcp:`` to another machine the file lands on that machine.
+
+        :raises QmpError: QEMU refused or failed the dump (no display device, a path it
+            cannot write), or the monitor went away.
+        """
+        monitor = self._monitors.get(self.site_index)
+        if monitor is None:
+            return False
+        await monitor.screendump(str(Path(path).absolute()))
+        return True
 
     # ---------------------------------------------------------------- loop
 
@@ -345,6 +368,7 @@ class VmRuntime:
                 log.warning("%s: %s; migrations cannot be followed, the reconnect after one "
                             "starts fresh", self.name, err)
                 return
+        self._monitors[index] = monitor
         try:
             await monitor.enable_migration_events()
             async with contextlib.aclosing(monitor.events()) as events:
@@ -352,6 +376,8 @@ class VmRuntime:
         except QmpError as err:
             log.warning("%s: %s", self.name, err)
         finally:
+            if self._monitors.get(index) is monitor:
+                del self._monitors[index]
             await monitor.close()
 
     async def _follow_events(self, index: int, events: AsyncIterator[VmEvent]) -> None:
