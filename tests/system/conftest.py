@@ -24,6 +24,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from agent_stack import AgentStack, missing_binaries  # noqa: E402
+from hostx import xvfb  # noqa: E402
 
 _PACKAGES_HINT = "apt-get install spice-vdagent xvfb xclip x11-utils dbus-daemon"
 
@@ -110,3 +111,11 @@ def agent_stack_factory(
         _print_on_failure(request, stacks)
         for stack in reversed(stacks):
             stack.close()
+
+
+@pytest.fixture(scope="module")
+def host_display(tmp_path_factory: pytest.TempPathFactory) -> Generator[str, None, None]:
+    """A private Xvfb standing for the host's desktop; its display name (``:N``). One per
+    test module: the host apps under test start and stop on it, test after test."""
+    with xvfb(tmp_path_factory.mktemp("host-xvfb")) as display:
+        yield display

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from agent_stack import AgentStack, GuestCommandError
-from hostx import HostX, xvfb
+from hostx import HostX
 
 pytestmark = pytest.mark.system
 
@@ -34,13 +34,6 @@ SETTLE = 0.7
 
 
 # ------------------------------------------------------------------ host display
-
-
-@pytest.fixture(scope="module")
-def host_display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private Xvfb for the host side; its display name (``:N``)."""
-    with xvfb(tmp_path_factory.mktemp("host-xvfb")) as display:
-        yield display
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from agent_stack import (
     InputEvent,
     find_binary,
 )
-from test_clipboard_bridge_x11 import _require, host_display  # noqa: F401 (a fixture)
+from hostx import require
 
 pytestmark = pytest.mark.system
 
@@ -138,8 +138,8 @@ class PointerApp:
 
 
 @pytest.fixture
-def start_app(host_display: str, tmp_path: Path) -> Iterator[Callable[..., PointerApp]]:  # noqa: F811
-    _require(("xdotool",))
+def start_app(host_display: str, tmp_path: Path) -> Iterator[Callable[..., PointerApp]]:
+    require(("xdotool",))
     apps: list[PointerApp] = []
 
     def start(stack: AgentStack, size: tuple[int, int] = (512, 384),
@@ -250,7 +250,7 @@ def _paint_guest_desktop(stack: AgentStack, workdir: Path) -> None:
 def test_the_surface_shows_the_guest_screen_and_points_into_it(
     agent_stack: AgentStack, start_app: Callable[..., PointerApp], tmp_path: Path
 ) -> None:
-    _require(("import", "convert", "display"))
+    require(("import", "convert", "display"))
     _paint_guest_desktop(agent_stack, tmp_path)
     app = start_app(agent_stack, size=(640, 400), guest_display=agent_stack.display)
     assert app.ready["dumps"] >= 1
