@@ -42,12 +42,13 @@ from ..protocol import (
     Event,
     HostSession,
     LocalProtocolError,
+    MouseButton,
     RemoteProtocolError,
     StateError,
 )
 from ..state import StateStore
 from .backoff import backoff
-from .connection import AgentConnection, Endpoint
+from .connection import AgentConnection, Endpoint, OutputGate
 from .qmp import MigrationStatus, QmpError, QmpMonitor, VmEvent
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,9 @@ class VmRuntime:
         self._closers: set[asyncio.Task[None]] = set()
         self._answered = False
         self._unanswered = False
+        #: The high-water mark of the output to the guest, shared by every connection of
+        #: this VM (they share the session's queue): see :meth:`wait_writable`.
+        self.gate = OutputGate(self._backlog)
 
     @property
     def site(self) -> Site:
@@ -179,6 +183,47 @@ class VmRuntime:
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
+
+    def _writing_connection(self) -> AgentConnection | None:
+        migration = self._migration
+        if migration is not None and migration.writing_to_destination:
+            return migration.conn
+        return self.connection
+
+    def _backlog(self) -> int:
+        """Bytes queued for the guest and not yet taken by a socket."""
+        conn = self._writing_connection()
+        if conn is None:
+            return self.session.bytes_to_send
+        return conn.backlog() + (self.session.bytes_to_send if conn.hold else 0)
+
+    @property
+    def writable(self) -> bool:
+        """Whether the output to the guest is under the high-water mark: producers of bulk
+        output (file data, generated clipboard data) queue more only while this is true,
+        and otherwise ``await`` :meth:`wait_writable`."""
+        return self.gate.writable
+
+    async def wait_writable(self) -> None:
+        """Return once the output queued for the guest is below the low-water mark (at once
+        if it is under the high-water mark). A guest that does not read (or a VM that is
+        not connected, or held in a migration) makes this wait: cancel it to give up."""
+        await self.gate.wait_writable()
+
+    def send_mouse(
+        self, x: int, y: int, buttons: MouseButton | int = 0, display_id: int = 0
+    ) -> bool:
+        """Send the pointer's position and buttons; False before the guest accepts them.
+
+        Motion is coalesced while the output is backed up (a guest that stopped reading, a
+        large transfer in the socket): a position replaces the previous one still queued
+        with the same buttons, so pointer traffic costs at most one message per button
+        change however long the guest does not read. Button changes are all kept.
+        """
+        sent = self.session.send_mouse(x, y, buttons, display_id, coalesce=True)
+        if sent:
+            self.flush()
+        return sent
 
     # ---------------------------------------------------------------- loop
 
@@ -250,7 +295,8 @@ class VmRuntime:
 
     def _new_connection(self) -> AgentConnection:
         return AgentConnection(
-            self.session, self._handle_event, self._handle_error, after_input=self.flush
+            self.session, self._handle_event, self._handle_error, after_input=self.flush,
+            gate=self.gate,
         )
 
     async def _serve(self) -> None:
