@@ -154,6 +154,12 @@ class FramedMessage:
     ) -> list[bytes | memoryview]:
         """Buffers holding the wire bytes from ``offset`` on: at least ``limit`` bytes (or
         up to the end) unless ``max_buffers`` (>= 2) comes first."""
+        return self.buffers_counted(offset, limit, max_buffers)[0]
+
+    def buffers_counted(
+        self, offset: int, limit: int, max_buffers: int
+    ) -> tuple[list[bytes | memoryview], int]:
+        """:meth:`buffers` and how many bytes they hold (counted without a pass over them)."""
         out: list[bytes | memoryview] = []
         if offset < len(self._first):
             out.append(memoryview(self._first)[offset:] if offset else self._first)
@@ -185,7 +191,8 @@ class FramedMessage:
             if len(pieces[-1]) != step:
                 parts[-2] = self._header(len(pieces[-1]))
             out += parts
-        return out
+            got += stop - start + hdr * len(pieces)
+        return out, got
 
     def _header(self, size: int) -> bytes:
         return self._full if size == self._max_chunk else CHUNK_HEADER.pack(self._port, size)

@@ -339,9 +339,9 @@ class HostSession:
                 out.append(memoryview(item)[offset:] if offset else item)
                 got += len(item) - offset
             else:
-                parts = item.buffers(offset, limit - got, max_buffers - len(out))
+                parts, size = item.buffers_counted(offset, limit - got, max_buffers - len(out))
                 out += parts
-                got += sum(map(len, parts))
+                got += size
             offset = 0
         return out
 

@@ -53,6 +53,10 @@ _CLOSE_TIMEOUT = 1.0
 HIGH_WATER = 1024 * 1024
 #: ... until the queue is down to this.
 LOW_WATER = 256 * 1024
+#: The socket's send buffer (SO_SNDBUF; Linux doubles it). The default (~200 KiB) costs a
+#: wake-up per 200 KiB of a large transfer; much more would put output out of our reach (a
+#: migration can no longer hold back what the source's socket already holds).
+SEND_BUFFER = 1024 * 1024
 #: Bytes handed to one ``sendmsg`` at most, and buffers (Linux IOV_MAX).
 _SEND_SIZE = 1024 * 1024
 _SEND_BUFFERS = 1024
@@ -238,6 +242,8 @@ class AgentConnection:
         ``fresh=False`` continues the session's conversation as it stands. With ``hold``
         nothing is written until :attr:`hold` is cleared (a pre-connected destination)."""
         self._sock = await endpoint.open()
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._closing = False
         self.hold = hold
         if fresh:
