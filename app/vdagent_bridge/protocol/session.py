@@ -839,9 +839,13 @@ class HostSession:
                 f"transfer {transfer_id} would exceed its size {transfer.size}",
                 state=transfer.sent, required=transfer.size,
             )
-        view = memoryview(data)
-        for start in range(0, len(data), FILE_XFER_PIECE_SIZE):
-            self._send(FileXferData(transfer_id, bytes(view[start : start + FILE_XFER_PIECE_SIZE])))
+        if len(data) <= FILE_XFER_PIECE_SIZE:
+            self._send(FileXferData(transfer_id, data))  # one piece: no copy
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), FILE_XFER_PIECE_SIZE):
+                piece = bytes(view[start : start + FILE_XFER_PIECE_SIZE])
+                self._send(FileXferData(transfer_id, piece))
         transfer.sent += len(data)
 
     def cancel_file_transfer(self, transfer_id: int) -> None:

@@ -33,8 +33,9 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..protocol import (
     CapabilitiesReceived,
@@ -49,6 +50,7 @@ from ..protocol import (
 from ..state import StateStore
 from .backoff import backoff
 from .connection import AgentConnection, Endpoint, OutputGate
+from .filesend import ANSWER_TIMEOUT, FileProgress, FileTransfers, send_files
 from .qmp import MigrationStatus, QmpError, QmpMonitor, VmEvent
 
 log = logging.getLogger(__name__)
@@ -148,6 +150,10 @@ class VmRuntime:
         #: The high-water mark of the output to the guest, shared by every connection of
         #: this VM (they share the session's queue): see :meth:`wait_writable`.
         self.gate = OutputGate(self._backlog)
+        #: Our file transfers waiting for the guest's answers (see :meth:`send_files`).
+        self.file_transfers = FileTransfers()
+        #: How long the guest has to answer a file offer, and to confirm the last byte.
+        self.file_answer_timeout = ANSWER_TIMEOUT
 
     @property
     def site(self) -> Site:
@@ -225,6 +231,29 @@ class VmRuntime:
             self.flush()
         return sent
 
+    async def send_files(
+        self, paths: Sequence[Path], progress: Callable[[FileProgress], None] | None = None
+    ) -> None:
+        """Send files one after another, waiting for the guest's verdict on each.
+
+        Every path is checked first (exists, a regular file, readable). Per file:
+        FILE_XFER_START with its number and the batch total, then DATA in 64 KiB pieces as
+        the socket drains (the runtime's high-water mark), then the guest's SUCCESS.
+        ``progress`` gets a :class:`FileProgress` when a file is accepted, at most every
+        0.1 s while it is sent, and once it is saved.
+
+        Cancelling the task cancels the transfer in the guest (FILE_XFER_STATUS
+        CANCELLED). A live migration followed over QMP does not interrupt a transfer (the
+        output is held during the switchover and continues on the destination); a
+        connection that ends (including a migration without QMP) fails it.
+
+        :raises FileSendError: the first failure, which stops the batch; its text is one
+            sentence for the user ("the guest has no space left for notes.txt", "file
+            transfer is disabled in the guest", "the guest agent is not connected", "cannot
+            read /x/y: Permission denied", ...).
+        """
+        await send_files(self, paths, progress)
+
     # ---------------------------------------------------------------- loop
 
     async def run(self) -> None:
@@ -273,6 +302,7 @@ class VmRuntime:
             finally:
                 await self._end_migration_attempt()
                 current, self.connection = self.connection, None
+                self.file_transfers.connection_lost("the guest agent disconnected")
                 if current is not None:
                     await current.close()
                 self._save_now()
@@ -612,6 +642,7 @@ class VmRuntime:
         log.info("%s: loaded the saved conversation", self.name)
 
     def _handle_event(self, event: Event) -> None:
+        self.file_transfers.handle(event)
         if isinstance(event, CapabilitiesReceived):
             self._answered = True
         elif isinstance(event, CapabilitiesTimedOut):
