@@ -102,10 +102,10 @@ def peer_main(path: str, ctrl: multiprocessing.connection.Connection, size: int)
     }
     ctrl.send("ready")
     conn: socket.socket | None = None
-    state = {"count": 0, "target": -1}
+    state = {"count": 0, "target": -1, "generation": 0}
     lock = threading.Condition()
 
-    def reader(sock: socket.socket) -> None:
+    def reader(sock: socket.socket, generation: int) -> None:
         buf = bytearray(READ)
         while True:
             try:
@@ -113,6 +113,8 @@ def peer_main(path: str, ctrl: multiprocessing.connection.Connection, size: int)
             except OSError:
                 n = 0
             with lock:
+                if state["generation"] != generation:
+                    return  # an earlier connection's reader: its end is not news
                 if not n:
                     state["count"] = -1
                     lock.notify_all()
@@ -130,7 +132,9 @@ def peer_main(path: str, ctrl: multiprocessing.connection.Connection, size: int)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MIB)
             with lock:
                 state["count"], state["target"] = 0, -1
-            threading.Thread(target=reader, args=(conn,), daemon=True).start()
+                state["generation"] += 1
+                generation = state["generation"]
+            threading.Thread(target=reader, args=(conn, generation), daemon=True).start()
             if arg:
                 conn.sendall(blobs["caps"])
             ctrl.send("accepted")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from agent_stack import AgentStack, GuestCommandError
@@ -27,7 +28,7 @@ from vdagent_bridge.protocol import (
     Owner,
     Selection,
 )
-from vdagent_bridge.runtime import Endpoint, Runstate, Site
+from vdagent_bridge.runtime import Endpoint, FileProgress, FileSendError, Runstate, Site
 
 pytestmark = pytest.mark.system
 
@@ -200,3 +201,49 @@ def test_stop_while_connected_leaves_the_runtime_idle(agent_stack: AgentStack) -
             assert h.task is not None and h.task.done()
 
     run(scenario)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_send_files_lands_two_files_byte_identical_in_the_transfer_directory(
+    agent_stack: AgentStack, tmp_path: Path
+) -> None:
+    """VmRuntime.send_files through the real agent: a 3 MiB file (48 DATA pieces, sent as
+    the socket drains) and a small one, numbered 1 and 2 of 2."""
+    big = tmp_path / "big \u00e9t\u00e9.bin"
+    big.write_bytes(random.Random(5).randbytes(3 * 1024 * 1024 + 7))
+    small = tmp_path / "notes.txt"
+    small.write_bytes(b"sent by send_files\n")
+    reports: list[FileProgress] = []
+
+    async def scenario() -> None:
+        async with Harness(agent_stack) as h:
+            await h.vm.send_files([big, small], reports.append)
+
+    run(scenario)
+    for sent in (big, small):
+        assert (Path(agent_stack.xfer_dir) / sent.name).read_bytes() == sent.read_bytes()
+    assert reports[-1] == FileProgress("notes.txt", 19, 19, 2, 2)
+    assert FileProgress(big.name, big.stat().st_size, big.stat().st_size, 1, 2) in reports
+
+
+def test_send_files_reports_the_agents_refusal_in_words(
+    agent_stack: AgentStack, tmp_path: Path
+) -> None:
+    """A file larger than the free space of the guest's transfer directory (a sparse 10 TiB
+    file: the agent checks the space before it takes any data) is refused in words, and
+    nothing is left behind in the guest."""
+    huge = tmp_path / "huge.img"
+    with huge.open("wb") as f:
+        f.truncate(10 << 40)
+
+    async def scenario() -> None:
+        async with Harness(agent_stack) as h:
+            with pytest.raises(FileSendError) as err:
+                await h.vm.send_files([huge])
+            assert str(err.value) == "the guest has no space left for huge.img"
+            assert h.vm.session.transfer(1) is None
+
+    run(scenario)
+    assert not (Path(agent_stack.xfer_dir) / "huge.img").exists()

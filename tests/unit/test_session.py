@@ -451,6 +451,93 @@ def test_mouse_coordinates_are_clamped_to_the_monitor():
     assert pair.guest.mouse[-1].y == 0
 
 
+def test_coalesced_motion_replaces_an_unsent_motion_but_never_a_button_change():
+    pair = Pair()
+    host = pair.host
+    host.send_mouse(0, 0)
+    pair.pump()
+    host.send_mouse(1, 1, coalesce=True)
+    host.send_mouse(2, 2, coalesce=True)  # replaces (1, 1): not sent yet
+    host.send_mouse(3, 3, MouseButton.LEFT, coalesce=True)  # the press: kept
+    host.send_mouse(4, 4, MouseButton.LEFT, coalesce=True)  # a drag: queued behind it
+    host.send_mouse(5, 5, MouseButton.LEFT, coalesce=True)  # replaces (4, 4)
+    host.send_mouse(5, 5, coalesce=True)  # the release: kept
+    host.send_mouse(6, 6)  # without coalesce: queued
+    host.send_mouse(7, 7)  # ... whatever is before it
+    assert host.bytes_to_send == 6 * 41
+    pair.pump()
+    assert [(m.x, m.y, m.buttons) for m in pair.guest.mouse[1:]] == [
+        (2, 2, 0), (3, 3, MouseButton.LEFT), (5, 5, MouseButton.LEFT), (5, 5, 0), (6, 6, 0),
+        (7, 7, 0),
+    ]
+
+
+def test_a_partly_sent_motion_is_not_replaced():
+    pair = Pair()
+    host = pair.host
+    host.send_mouse(0, 0)
+    pair.pump()
+    host.send_mouse(1, 1, coalesce=True)
+    host.consume_output(10)  # the writer sent its first 10 bytes
+    host.send_mouse(2, 2, coalesce=True)
+    assert host.bytes_to_send == 2 * 41 - 10
+
+
+# ---------------------------------------------------------------------------- output queue
+
+
+def test_pending_output_hands_out_the_queue_without_joining_or_dequeuing_it():
+    """What a writer does: take buffers, write some, consume that much; the bytes are
+    exactly what data_to_send would have joined, and a large body is not copied."""
+    pair = Pair()
+    body = bytearray(b"x" * 100_000)
+    tid = pair.host.start_file_transfer("big", len(body) + 10)
+    pair.pump()
+    pair.host.send_mouse(7, 7)
+    pair.host.send_file_data(tid, bytes(body[:65536]))
+    pair.host.send_file_data(tid, bytes(body[65536:]))
+    pair.host.send_mouse(8, 8)
+    reference = HostSession.restore(pair.host.snapshot(0.0), 0.0).data_to_send()
+    total = pair.host.bytes_to_send
+    assert len(reference) == total
+    sent = bytearray()
+    for take in [1, 40, 41, 2000, 2056, 3, 70_000]:
+        buffers = pair.host.pending_output(limit=take, max_buffers=64)
+        assert len(buffers) <= 64
+        got = b"".join(buffers)[:take]
+        sent += got
+        pair.host.consume_output(len(got))
+        assert pair.host.bytes_to_send == total - len(sent)
+    sent += pair.host.data_to_send()
+    assert bytes(sent) == reference
+    assert pair.host.bytes_to_send == 0 and pair.host.pending_output() == []
+    pair.guest.receive_data(bytes(sent))
+    pair.host.send_file_data(tid, b"0123456789")
+    pair.pump()
+    assert pair.guest.files["big"] == bytes(body) + b"0123456789"
+    assert [(m.x, m.y) for m in pair.guest.mouse] == [(7, 7), (8, 8)]
+
+
+def test_consuming_more_than_is_queued_is_a_local_error():
+    session = HostSession()
+    session.start(0.0)
+    with pytest.raises(LocalProtocolError):
+        session.consume_output(session.bytes_to_send + 1)
+
+
+def test_a_large_clipboard_answer_is_queued_as_the_callers_bytes():
+    pair = Pair()
+    pair.host.grab_clipboard(CB, (TEXT,))
+    pair.pump()
+    pair.guest.paste(CB, TEXT)
+    pair.pump()
+    data = bytearray(b"y" * 300_000)
+    assert pair.host.send_clipboard_data(CB, TEXT, data)  # type: ignore[arg-type]
+    data[-1] = ord("!")  # not copied: the queue holds views of it until it is written
+    pair.pump()
+    assert pair.guest.pasted[CB] == (TEXT, b"y" * 299_999 + b"!")
+
+
 def test_monitors_config_is_applied_and_acknowledged():
     pair = Pair()
     assert pair.host.send_monitors_config((MonitorConfig(800, 600), MonitorConfig(640, 480, x=800)))

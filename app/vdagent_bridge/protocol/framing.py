@@ -101,6 +101,103 @@ def frame(
     return b"".join(parts)
 
 
+class FramedMessage:
+    """One message framed into chunks *lazily*: the wire bytes as buffers, never joined.
+
+    :func:`frame` copies a large body once, behind its chunk headers. A writer that can send
+    a list of buffers (``sendmsg``) needs no copy at all: this object hands out, for any byte
+    range of the framed message, the chunk headers and memoryview slices of the caller's
+    body that make it up. The first chunk (message header, the small head and the start of
+    the body) is built at once; every later chunk is an 8-byte header and a slice of
+    ``tail``, produced only when asked for. The body is kept alive (not copied) until the
+    message is sent.
+    """
+
+    __slots__ = ("_body", "_first", "_full", "_max_chunk", "_port", "size")
+
+    def __init__(
+        self,
+        msg_type: int,
+        payload: bytes | bytearray | memoryview,
+        tail: bytes | bytearray | memoryview,
+        *,
+        port: int = Port.CLIENT,
+        max_chunk: int = MAX_CHUNK_DATA,
+    ) -> None:
+        size = len(payload) + len(tail)
+        if max_chunk < 1:
+            raise LocalProtocolError(f"chunk size must be positive, not {max_chunk}")
+        if size > _U32_MAX - MESSAGE_HEADER_SIZE:
+            raise LocalProtocolError(f"message payload of {size} bytes does not fit a u32 size")
+        head = b"".join((MESSAGE_HEADER.pack(PROTOCOL_VERSION, msg_type, 0, size), payload))
+        body = memoryview(tail).cast("B")
+        if len(head) > max_chunk:  # a long head: rare, and small enough to copy
+            body = memoryview(b"".join((head[max_chunk:], body)))
+            head = head[:max_chunk]
+        first = min(max_chunk - len(head), len(body))
+        self._first = b"".join(
+            (CHUNK_HEADER.pack(port, len(head) + first), head, body[:first])
+        )
+        self._body = body[first:]
+        self._port = port
+        self._max_chunk = max_chunk
+        self._full = CHUNK_HEADER.pack(port, max_chunk)
+        chunks = -(-len(self._body) // max_chunk)
+        #: Bytes on the wire.
+        self.size = len(self._first) + len(self._body) + CHUNK_HEADER_SIZE * chunks
+
+    def __len__(self) -> int:
+        return self.size
+
+    def buffers(
+        self, offset: int, limit: int, max_buffers: int
+    ) -> list[bytes | memoryview]:
+        """Buffers holding the wire bytes from ``offset`` on: at least ``limit`` bytes (or
+        up to the end) unless ``max_buffers`` (>= 2) comes first."""
+        return self.buffers_counted(offset, limit, max_buffers)[0]
+
+    def buffers_counted(
+        self, offset: int, limit: int, max_buffers: int
+    ) -> tuple[list[bytes | memoryview], int]:
+        """:meth:`buffers` and how many bytes they hold (counted without a pass over them)."""
+        out: list[bytes | memoryview] = []
+        if offset < len(self._first):
+            out.append(memoryview(self._first)[offset:] if offset else self._first)
+            got = len(self._first) - offset
+            offset = 0
+        else:
+            got = 0
+            offset -= len(self._first)
+        body, step, hdr = self._body, self._max_chunk, CHUNK_HEADER_SIZE
+        stride = step + hdr
+        index, within = divmod(offset, stride)
+        start = index * step
+        if within and start < len(body):  # resume inside a chunk
+            end = min(start + step, len(body))
+            if within < hdr:
+                out.append(self._header(end - start)[within:])
+                out.append(body[start:end])
+            else:
+                out.append(body[start + within - hdr : end])
+            got += len(out[-1]) + (hdr - within if within < hdr else 0)
+            start = end
+        # Whole chunks: as many as the limits allow, built in C (list slices) not per chunk.
+        room = min((limit - got + stride - 1) // stride, (max_buffers - len(out)) // 2)
+        stop = min(len(body), start + max(room, 0) * step)
+        if stop > start:
+            pieces = [body[pos : pos + step] for pos in range(start, stop, step)]
+            parts: list[bytes | memoryview] = [self._full] * (2 * len(pieces))
+            parts[1::2] = pieces
+            if len(pieces[-1]) != step:
+                parts[-2] = self._header(len(pieces[-1]))
+            out += parts
+            got += stop - start + hdr * len(pieces)
+        return out, got
+
+    def _header(self, size: int) -> bytes:
+        return self._full if size == self._max_chunk else CHUNK_HEADER.pack(self._port, size)
+
+
 def _base_size(view: memoryview) -> int:
     """Bytes of the buffer a view keeps alive."""
     base = view.obj

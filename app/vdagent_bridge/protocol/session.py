@@ -14,7 +14,10 @@ clock. The caller:
    it returns None. ``next_event`` raises :class:`RemoteProtocolError` for garbage; the bad unit
    is already skipped, so the caller logs it and calls ``next_event`` again;
 3. calls the action methods (grab, request, send data, pointer, files); each queues bytes;
-4. writes whatever :meth:`data_to_send` returns;
+4. writes whatever :meth:`data_to_send` returns, or, to write only as fast as the peer reads,
+   the buffers :meth:`pending_output` hands out, then :meth:`consume_output` with the count
+   the socket took (nothing is joined: a large body goes out as slices of the caller's
+   bytes behind their chunk headers);
 5. arms a timer for :meth:`next_deadline` and calls :meth:`handle_timeout` when it fires.
 
 Every method that can start a deadline takes ``now`` from the caller's monotonic clock.
@@ -87,7 +90,7 @@ from .events import (
     ReplyReceived,
 )
 from .filexfer import Transfer, TransferState, check_file_name, describe_status, start_metadata
-from .framing import Deframer, RawMessage, frame
+from .framing import Deframer, FramedMessage, RawMessage, frame
 from .messages import (
     AnnounceCapabilities,
     ClipboardData,
@@ -176,8 +179,16 @@ class HostSession:
         self._deframer = Deframer(
             max_message_size=self.limits.max_message_size, ports=(Port.CLIENT,)
         )
-        self._out: list[bytes] = []
+        #: Output not yet taken by the writer: framed messages, oldest first; the first
+        #: ``_out_offset`` bytes of the first one are already sent.
+        self._out: deque[bytes | FramedMessage] = deque()
+        self._out_offset = 0
         self._out_size = 0
+        #: The last MOUSE_STATE queued (the object itself) if it was a pure motion (same
+        #: buttons and display as the one before), so a motion queued behind it before it
+        #: was sent can replace it (see send_mouse); and the (buttons, display) last sent.
+        self._last_mouse: bytes | None = None
+        self._last_mouse_key = (0, 0)  # nothing pressed, display 0
         self._events: deque[Event] = deque()
         self._now = 0.0
         self.guest_caps: Caps | None = None
@@ -245,7 +256,7 @@ class HostSession:
         self._now = now
         self._deframer.reset()
         self._out.clear()
-        self._out_size = 0
+        self._out_offset = self._out_size = 0
         self.guest_caps = None
         self._fmt = codec.LEGACY
         self._caps_exchanged = False
@@ -300,25 +311,75 @@ class HostSession:
     # ---------------------------------------------------------------- output
 
     def data_to_send(self) -> bytes:
-        """All bytes queued for the guest, in order; the queue is emptied."""
+        """All bytes queued for the guest, in order, joined; the queue is emptied."""
         out = self._out
-        self._out, self._out_size = [], 0
-        if len(out) == 1:
-            return out[0]  # a large message is handed over without another copy
-        return b"".join(out)
+        if len(out) == 1 and not self._out_offset and isinstance(out[0], bytes):
+            data = out[0]  # one small message: handed over as it is
+        else:
+            data = b"".join(self.pending_output(self._out_size, self._out_size * 2 + 2))
+        self.consume_output(self._out_size)
+        return data
+
+    def pending_output(
+        self, limit: int = 1 << 20, max_buffers: int = 1024
+    ) -> list[bytes | memoryview]:
+        """The first queued bytes as a list of buffers, without copying or dequeuing them.
+
+        At least ``limit`` bytes (or all that is queued) unless ``max_buffers`` (>= 2) comes
+        first; 1024 is Linux's IOV_MAX for ``sendmsg``. Write them, then call
+        :meth:`consume_output` with how many bytes the socket took.
+        """
+        out: list[bytes | memoryview] = []
+        got = 0
+        offset = self._out_offset
+        for item in self._out:
+            if got >= limit or len(out) >= max_buffers - 1:
+                break
+            if isinstance(item, bytes):
+                out.append(memoryview(item)[offset:] if offset else item)
+                got += len(item) - offset
+            else:
+                parts, size = item.buffers_counted(offset, limit - got, max_buffers - len(out))
+                out += parts
+                got += size
+            offset = 0
+        return out
+
+    def consume_output(self, count: int) -> None:
+        """Drop the first ``count`` queued bytes: the writer sent them.
+
+        :raises LocalProtocolError: more than is queued.
+        """
+        if not 0 <= count <= self._out_size:
+            raise LocalProtocolError(f"cannot consume {count} of {self._out_size} bytes")
+        self._out_size -= count
+        count += self._out_offset
+        out = self._out
+        while out and count >= len(out[0]):
+            count -= len(out.popleft())
+        self._out_offset = count
+        if self._out_offset and out and out[0] is self._last_mouse:
+            self._last_mouse = None  # partly sent: it can no longer be replaced
 
     @property
     def bytes_to_send(self) -> int:
         """How many bytes are queued (for back-pressure)."""
         return self._out_size
 
-    def _push(self, data: bytes) -> None:
+    def _push(self, data: bytes | FramedMessage) -> None:
         self._out.append(data)
         self._out_size += len(data)
 
+    #: Bodies at least this large are framed lazily (:class:`FramedMessage`): sent as slices
+    #: of the caller's bytes, never copied behind their chunk headers.
+    LAZY_FRAMING = 16 * 1024
+
     def _send(self, msg: Message) -> None:
         msg_type, head, tail = codec.encode_parts(msg, self._fmt)
-        self._push(frame(msg_type, head, tail))
+        if len(tail) >= self.LAZY_FRAMING:
+            self._push(FramedMessage(msg_type, head, tail))
+        else:
+            self._push(frame(msg_type, head, tail))
 
     def send(self, msg: Message) -> None:
         """Send any host → guest message as is (low level; prefer the action methods).
@@ -641,9 +702,21 @@ class HostSession:
         return self.guest_has(Capability.MOUSE_STATE)
 
     def send_mouse(
-        self, x: int, y: int, buttons: MouseButton | int = 0, display_id: int = 0
+        self,
+        x: int,
+        y: int,
+        buttons: MouseButton | int = 0,
+        display_id: int = 0,
+        *,
+        coalesce: bool = False,
     ) -> bool:
         """Queue one MOUSE_STATE; False (nothing queued) before the guest has the cap.
+
+        With ``coalesce``, a motion replaces the previous MOUSE_STATE when that one is still
+        the last thing queued, not yet sent, and was itself a motion with the same buttons
+        and display: a writer held back by a guest that does not read then keeps one
+        position, not every one. A message that changes the buttons is never replaced, so
+        every click lands where it was made.
 
         Coordinates are pixels of monitor ``display_id``, clamped to it when its geometry is
         known (the agent drops nothing for out-of-range values, but QEMU-style x == width
@@ -663,13 +736,26 @@ class HostSession:
             y = min(max(y, 0), 0xFFFFFFFF)
         # The hot path of the pointer: one struct pack for the whole framed message (chunk
         # header, message header, body), no construct, no codec.
-        self._out.append(
-            _MOUSE_FRAME.pack(
-                Port.CLIENT, _MOUSE_HEADER_SIZE, PROTOCOL_VERSION, MessageType.MOUSE_STATE, 0,
-                MOUSE_STATE.size, x, y, int(buttons) & 0xFFFFFFFF, display_id,
-            )
+        key = (int(buttons) & 0xFFFFFFFF, display_id)
+        packed = _MOUSE_FRAME.pack(
+            Port.CLIENT, _MOUSE_HEADER_SIZE, PROTOCOL_VERSION, MessageType.MOUSE_STATE, 0,
+            MOUSE_STATE.size, x, y, key[0], display_id,
         )
-        self._out_size += _MOUSE_FRAME.size
+        out = self._out
+        motion = key == self._last_mouse_key
+        if (
+            coalesce
+            and motion
+            and out
+            and out[-1] is self._last_mouse
+            and not (len(out) == 1 and self._out_offset)
+        ):
+            out[-1] = packed
+        else:
+            out.append(packed)
+            self._out_size += _MOUSE_FRAME.size
+        self._last_mouse = packed if motion else None
+        self._last_mouse_key = key
         return True
 
     def send_wheel(
@@ -753,9 +839,13 @@ class HostSession:
                 f"transfer {transfer_id} would exceed its size {transfer.size}",
                 state=transfer.sent, required=transfer.size,
             )
-        view = memoryview(data)
-        for start in range(0, len(data), FILE_XFER_PIECE_SIZE):
-            self._send(FileXferData(transfer_id, bytes(view[start : start + FILE_XFER_PIECE_SIZE])))
+        if len(data) <= FILE_XFER_PIECE_SIZE:
+            self._send(FileXferData(transfer_id, data))  # one piece: no copy
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), FILE_XFER_PIECE_SIZE):
+                piece = bytes(view[start : start + FILE_XFER_PIECE_SIZE])
+                self._send(FileXferData(transfer_id, piece))
         transfer.sent += len(data)
 
     def cancel_file_transfer(self, transfer_id: int) -> None:
@@ -801,7 +891,9 @@ class HostSession:
             "next_transfer_id": self._next_transfer_id,
             "max_clipboard": self._max_clipboard,
             "framing": self._deframer.snapshot(),
-            "outgoing": base64.b64encode(b"".join(self._out)).decode("ascii"),
+            "outgoing": base64.b64encode(
+                b"".join(self.pending_output(self._out_size, 2 * self._out_size + 2))
+            ).decode("ascii"),
         }
 
     @classmethod

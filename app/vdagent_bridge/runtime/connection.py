@@ -1,4 +1,4 @@
-"""One asyncio stream to a guest agent port, driving a sans-IO :class:`HostSession`.
+"""One socket to a guest agent port, driving a sans-IO :class:`HostSession`.
 
 This is the thin adapter between the engine and a socket (aioquic's ``asyncio/`` over
 ``quic/``): it feeds received bytes to the session, hands every event to a callback, writes
@@ -6,6 +6,26 @@ what the session queues, and arms one timer for the session's next deadline. The
 event loop's monotonic ``loop.time()``. It holds no protocol state of its own, so the session
 can outlive it (reconnects and migration continuations create a new connection around the same
 or a restored session).
+
+Writing, and back-pressure
+--------------------------
+The session's output queue is the only queue: the connection owns its non-blocking socket (no
+asyncio transport, whose Python 3.11 ``write`` copies the unsent rest of a large buffer again
+and again) and hands the kernel, with one ``sendmsg``, the buffers the session lists
+(:meth:`HostSession.pending_output`: chunk headers and slices of the caller's bytes), then
+consumes what the socket took. What the socket does not take stays in the session, and a
+writer callback continues when the socket drains. So a guest that stops reading costs the
+queued bytes, never copies of them, and a migration can move the unsent rest to another
+connection (the session is shared; only one connection at a time is not *held*).
+
+An :class:`OutputGate` holds the high-water mark: once more than :data:`HIGH_WATER` bytes are
+queued, producers (file data, the read loop answering requests) wait until the queue is down
+to :data:`LOW_WATER`. The read loop checks it after every event, so a guest asking for many
+large answers in one read gets them one at a time, as it reads them.
+
+Reading yields to the loop at least every :data:`TURN_BUDGET` seconds while a large read is
+worked through (a storm of thousands of small messages must not stall the UI and the other
+VMs), and feeds the session at most :data:`FEED_SLICE` bytes at a time.
 """
 
 from __future__ import annotations
@@ -14,8 +34,11 @@ import array
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import logging
+import socket
 import termios
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +49,24 @@ log = logging.getLogger(__name__)
 _READ_SIZE = 1024 * 1024
 #: How long a close waits for the peer to take the output still queued.
 _CLOSE_TIMEOUT = 1.0
+#: Above this many queued bytes producers wait (:class:`OutputGate`) ...
+HIGH_WATER = 1024 * 1024
+#: ... until the queue is down to this.
+LOW_WATER = 256 * 1024
+#: The socket's send buffer (SO_SNDBUF; Linux doubles it). The default (~200 KiB) costs a
+#: wake-up per 200 KiB of a large transfer; much more would put output out of our reach (a
+#: migration can no longer hold back what the source's socket already holds).
+SEND_BUFFER = 1024 * 1024
+#: Bytes handed to one ``sendmsg`` at most, and buffers (Linux IOV_MAX).
+_SEND_SIZE = 1024 * 1024
+_SEND_BUFFERS = 1024
+#: Bytes written per writer callback before the loop gets a turn (the rest follows on the
+#: next one: the socket is still writable).
+_PUMP_BUDGET = 8 * 1024 * 1024
+#: Received bytes are fed to the session in slices of at most this.
+FEED_SLICE = 64 * 1024
+#: Longest stretch of event handling between two turns of the loop.
+TURN_BUDGET = 0.005
 
 
 class EndpointError(ValueError):
@@ -65,15 +106,90 @@ class Endpoint:
     def __str__(self) -> str:
         return f"unix:{self.path}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
 
-    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Connect. Raises OSError (retryable by the caller's policy) on failure."""
+    async def open(self) -> socket.socket:
+        """Connect a non-blocking socket. Raises OSError (retryable by the caller's policy)."""
+        loop = asyncio.get_running_loop()
         if self.kind == "unix":
-            return await asyncio.open_unix_connection(self.path, limit=_READ_SIZE)
-        return await asyncio.open_connection(self.host, self.port, limit=_READ_SIZE)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, self.path)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        error: OSError = OSError(f"no address for {self.host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await loop.sock_connect(sock, address)
+            except OSError as err:
+                sock.close()
+                error = err
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        raise error
+
+
+class OutputGate:
+    """The high-water mark of one conversation's output, shared by its connections.
+
+    ``backlog`` says how many bytes wait to be written. Producers check :attr:`writable`
+    (at most ``high`` queued) before they queue more, and otherwise ``await``
+    :meth:`wait_writable`, which returns once the backlog is down to ``low`` (hysteresis, so
+    a producer refills a whole window at a time). Whoever makes the backlog shrink (the
+    writer, a reset of the session, a closed connection) calls :meth:`notify`.
+    """
+
+    def __init__(
+        self, backlog: Callable[[], int], *, high: int = HIGH_WATER, low: int = LOW_WATER
+    ) -> None:
+        if not 0 <= low <= high:
+            raise ValueError(f"need 0 <= low ({low}) <= high ({high})")
+        self.backlog = backlog
+        self.high = high
+        self.low = low
+        self._changed = asyncio.Event()
+
+    @property
+    def writable(self) -> bool:
+        """Whether a producer may queue more now."""
+        return self.backlog() <= self.high
+
+    def notify(self) -> None:
+        """The backlog may have shrunk: wake the waiters to look again."""
+        self._changed.set()
+
+    async def wait_writable(self, *, unless: Callable[[], bool] | None = None) -> bool:
+        """Return at once if :attr:`writable`, else once the backlog is down to ``low``.
+
+        Waits for as long as that takes (a guest that never reads: until cancelled), or
+        until ``unless()`` is true when the gate is notified (a closed connection). Returns
+        whether the output drained.
+        """
+        if self.backlog() <= self.high:
+            return True
+        while self.backlog() > self.low:
+            if unless is not None and unless():
+                return False
+            self._changed.clear()
+            await self._changed.wait()
+        return True
 
 
 class AgentConnection:
-    """Drives ``session`` over one stream. ``on_event`` gets every engine event."""
+    """Drives ``session`` over one socket. ``on_event`` gets every engine event.
+
+    ``gate`` is the high-water mark the read loop respects (by default one of its own over
+    :meth:`backlog`); the VM runtime passes one gate to all the connections of a VM, since
+    they share its session's output queue.
+    """
 
     def __init__(
         self,
@@ -81,6 +197,7 @@ class AgentConnection:
         on_event: Callable[[Event], None],
         on_protocol_error: Callable[[RemoteProtocolError], None] | None = None,
         after_input: Callable[[], None] | None = None,
+        gate: OutputGate | None = None,
     ) -> None:
         self.session = session
         # What to do once received bytes are handled: write the answers. The VM runtime
@@ -89,13 +206,23 @@ class AgentConnection:
         self._after_input = after_input or self.flush
         self._on_event = on_event
         self._on_protocol_error = on_protocol_error
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self.gate = gate or OutputGate(self.backlog)
+        self._sock: socket.socket | None = None
+        self._closing = False
         self._timer: asyncio.TimerHandle | None = None
+        #: Raw bytes written before the session's output (see :meth:`write`).
+        self._front: deque[memoryview] = deque()
+        self._front_size = 0
+        self._writing = False  # a writer callback is registered
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_error: OSError | None = None
+        self._drained: asyncio.Future[None] | None = None
+        #: Whether the read loop is waiting for the output to drain (events stay queued).
+        self._gated = False
         self.bytes_in = 0
         self.bytes_out = 0
-        #: While True, :meth:`flush` writes nothing: output stays queued in the session
-        #: (a migration holds it from the source's STOP to the destination's RESUME).
+        #: While True, nothing of the session's output is written: it stays queued in the
+        #: session (a migration holds it from the source's STOP to the destination's RESUME).
         self.hold = False
         #: When set, everything written is also kept here (so it can be written elsewhere
         #: if this peer turns out never to read it: a destination whose migration failed).
@@ -105,55 +232,152 @@ class AgentConnection:
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        return self._sock is not None and not self._closing
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
     async def connect(self, endpoint: Endpoint, *, fresh: bool = True, hold: bool = False) -> None:
-        """Open the stream. ``fresh`` starts a new conversation (caps with request=1);
+        """Open the socket. ``fresh`` starts a new conversation (caps with request=1);
         ``fresh=False`` continues the session's conversation as it stands. With ``hold``
         nothing is written until :attr:`hold` is cleared (a pre-connected destination)."""
-        self._reader, self._writer = await endpoint.open()
+        self._sock = await endpoint.open()
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        self._closing = False
         self.hold = hold
         if fresh:
             self.session.start(self.now())
         self.flush()
 
+    # ---------------------------------------------------------------- output
+
     def flush(self) -> None:
-        """Write what the session queued and re-arm the deadline timer. Call after every
-        action method on the session."""
-        if self._writer is None or self._writer.is_closing():
+        """Write what the socket takes of the queued output (the rest follows as it drains)
+        and re-arm the deadline timer. Call after every action method on the session."""
+        if not self.connected:
             return
-        if not self.hold:
-            data = self.session.data_to_send()
-            if data:
-                self.write(data)
+        self._pump()
         self._arm_timer()
 
-    def write(self, data: bytes) -> None:
-        """Write raw bytes (already framed)."""
-        assert self._writer is not None
-        self.bytes_out += len(data)
-        self._writer.write(data)
-        if self.record is not None:
-            self.record += data
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Write raw bytes (already framed), before anything of the session's output and
+        even while held."""
+        if self._sock is None:
+            return
+        view = memoryview(data).cast("B")
+        if view.nbytes:
+            self._front.append(view)
+            self._front_size += view.nbytes
+            self._pump()
+
+    def backlog(self) -> int:
+        """Bytes this connection would still write: its own raw bytes and, unless held, the
+        session's queue. (The kernel's socket buffer is not counted: see unread_output.)"""
+        return self._front_size + (0 if self.hold else self.session.bytes_to_send)
+
+    @property
+    def writable(self) -> bool:
+        """Whether producers may queue more output (see :class:`OutputGate`)."""
+        return self.gate.writable
+
+    async def wait_writable(self) -> None:
+        """Wait until the output is below the low-water mark (see :class:`OutputGate`)."""
+        await self.gate.wait_writable()
 
     def unread_output(self) -> int:
-        """Roughly how much of our output the peer has not read yet: asyncio's write buffer
-        plus the socket's send queue (SIOCOUTQ; for a UNIX socket the kernel counts buffer
-        memory, not bytes, so only 0 — "everything was read" — is exact)."""
-        if self._writer is None:
-            return 0
-        transport = self._writer.transport
-        pending = transport.get_write_buffer_size()
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
+        """Roughly how much of what we wrote the peer has not read yet: the raw bytes not
+        yet taken by the socket plus the socket's send queue (SIOCOUTQ; for a UNIX socket
+        the kernel counts buffer memory, not bytes, so only 0, "everything was read", is
+        exact). The session's queue is not included: see :meth:`backlog`."""
+        pending = self._front_size
+        if self._sock is not None:
             buf = array.array("i", [0])
             with contextlib.suppress(OSError):
-                fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)
+                fcntl.ioctl(self._sock.fileno(), termios.TIOCOUTQ, buf)
                 pending += buf[0]
         return pending
+
+    def _buffers(self) -> tuple[list[bytes | memoryview], bool]:
+        """What to hand the socket next, and whether it comes from the session."""
+        if self._front:
+            front: list[bytes | memoryview] = [*itertools.islice(self._front, _SEND_BUFFERS)]
+            return front, False
+        if self.hold or not self.session.bytes_to_send:
+            return [], False
+        return self.session.pending_output(_SEND_SIZE, _SEND_BUFFERS), True
+
+    def _pump(self) -> None:
+        """Write until the socket is full (then continue from a writer callback), the output
+        is all written, or the budget for one turn of the loop is spent."""
+        sock = self._sock
+        if sock is None or self._write_error is not None:
+            return
+        budget = _PUMP_BUDGET
+        wrote = False
+        while budget > 0:
+            buffers, from_session = self._buffers()
+            if not buffers:
+                break
+            try:
+                sent = sock.sendmsg(buffers)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as err:
+                # The peer is gone: the reader will see it too. What we could not write
+                # stays queued in the session for the next connection to drop or resend.
+                log.debug("write failed: %s", err)
+                self._write_error = err
+                self._stop_writing()
+                self._wake_reader()
+                break
+            if self.record is not None:
+                self._record(buffers, sent)
+            self.bytes_out += sent
+            budget -= sent
+            wrote = True
+            if from_session:
+                self.session.consume_output(sent)
+            else:
+                self._consume_front(sent)
+        if self._front or (not self.hold and self.session.bytes_to_send):
+            if self._write_error is None and not self._writing:
+                asyncio.get_running_loop().add_writer(sock.fileno(), self._pump)
+                self._writing = True
+        else:
+            self._stop_writing()
+            if self._drained is not None and not self._drained.done():
+                self._drained.set_result(None)
+        if wrote:
+            self.gate.notify()
+
+    def _stop_writing(self) -> None:
+        if self._writing and self._sock is not None:
+            asyncio.get_running_loop().remove_writer(self._sock.fileno())
+        self._writing = False
+
+    def _consume_front(self, count: int) -> None:
+        self._front_size -= count
+        front = self._front
+        while count:
+            head = front[0]
+            if count >= head.nbytes:
+                count -= head.nbytes
+                front.popleft()
+            else:
+                front[0] = head[count:]
+                count = 0
+
+    def _record(self, buffers: list[bytes | memoryview], count: int) -> None:
+        assert self.record is not None
+        for buf in buffers:
+            if count <= 0:
+                break
+            piece = buf[:count]
+            self.record += piece
+            count -= len(piece)
+
+    # ---------------------------------------------------------------- timer
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -166,53 +390,135 @@ class AgentConnection:
     def _on_timer(self) -> None:
         self._timer = None
         self.session.handle_timeout(self.now())
-        self._drain_events()
+        if not self._gated:  # otherwise the read loop hands the events out once it may
+            self._drain_events()
         self._after_input()
 
-    def _drain_events(self) -> None:
+    # ---------------------------------------------------------------- input
+
+    def _next_event(self) -> Event | None:
         while True:
             try:
-                event = self.session.next_event()
+                return self.session.next_event()
             except RemoteProtocolError as err:
                 log.warning("guest protocol error: %s", err)
                 if self._on_protocol_error is not None:
                     self._on_protocol_error(err)
-                continue
-            if event is None:
-                return
+
+    def _drain_events(self) -> None:
+        while (event := self._next_event()) is not None:
             self._on_event(event)
+
+    async def _handle_input(self, turn: list[float]) -> None:
+        """Hand out the events of what was received, one at a time: wait for the output to
+        drain when it is over the high-water mark, and give the loop a turn every
+        TURN_BUDGET seconds. ``turn`` holds when the current turn started."""
+        loop = asyncio.get_running_loop()
+        while (event := self._next_event()) is not None:
+            self._on_event(event)
+            if not self.gate.writable:
+                self._after_input()
+                self._gated = True
+                try:
+                    drained = await self.gate.wait_writable(unless=lambda: not self.connected)
+                finally:
+                    self._gated = False
+                if not drained:
+                    return  # closed: what is left stays queued in the session
+                turn[0] = loop.time()
+            elif loop.time() - turn[0] > TURN_BUDGET:
+                self._after_input()
+                await asyncio.sleep(0)
+                turn[0] = loop.time()
+
+    async def _receive(self, sock: socket.socket) -> bytes:
+        """The next bytes from the socket; b"" at EOF or once the connection is closed."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._sock is None:
+                return b""
+            if self._write_error is not None:
+                raise self._write_error
+            try:
+                return sock.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                pass
+            waiter = loop.create_future()
+            self._read_waiter = waiter
+            loop.add_reader(sock.fileno(), _wake, waiter)
+            try:
+                await waiter
+            finally:
+                self._read_waiter = None
+                if self._sock is not None:
+                    loop.remove_reader(sock.fileno())
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            _wake(waiter)
 
     async def run(self) -> None:
         """Read until the stream ends. Returns on EOF; raises OSError on a broken stream."""
-        assert self._reader is not None and self._writer is not None
-        reader, writer = self._reader, self._writer
+        sock = self._sock
+        assert sock is not None
+        loop = asyncio.get_running_loop()
+        turn = [loop.time()]
         try:
-            while data := await reader.read(_READ_SIZE):
+            # Events a previous connection left undelivered (it was retired while waiting
+            # for the output to drain) come first.
+            await self._handle_input(turn)
+            self._after_input()
+            while data := await self._receive(sock):
                 self.bytes_in += len(data)
-                self.session.receive_data(data, self.now())
                 self.last_input = self.now()
-                self._drain_events()
+                if len(data) <= FEED_SLICE:
+                    self.session.receive_data(data, self.last_input)
+                    await self._handle_input(turn)
+                else:
+                    view = memoryview(data)
+                    for pos in range(0, len(view), FEED_SLICE):
+                        self.session.receive_data(view[pos : pos + FEED_SLICE], self.now())
+                        await self._handle_input(turn)
                 self._after_input()
-                if not writer.is_closing():
-                    await writer.drain()
+                if loop.time() - turn[0] > TURN_BUDGET:
+                    await asyncio.sleep(0)
+                    turn[0] = loop.time()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
 
+    # ---------------------------------------------------------------- close
+
     async def close(self) -> None:
-        """Close the stream (the session is kept)."""
+        """Close the socket (the session is kept), after giving the peer up to a second to
+        take what is still queued: a peer that stopped reading would hold it forever, so
+        what it did not take is dropped (the session's rest stays queued in the session)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-            try:
-                # A close waits until the peer has read what is still queued: one that
-                # stopped reading would hold it forever, so what it did not take is dropped.
-                await asyncio.wait_for(writer.wait_closed(), _CLOSE_TIMEOUT)
-            except asyncio.TimeoutError:
-                writer.transport.abort()
-            except (OSError, ConnectionError):
-                pass
+        sock = self._sock
+        if sock is None or self._closing:
+            return
+        self._closing = True
+        self._pump()
+        if self._writing:
+            self._drained = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._drained), _CLOSE_TIMEOUT)
+            self._drained = None
+        self._stop_writing()
+        self._wake_reader()
+        self._sock = None
+        self._closing = False
+        self._front.clear()
+        self._front_size = 0
+        sock.close()
+        self.gate.notify()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

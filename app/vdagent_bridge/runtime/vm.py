@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +43,14 @@ from ..protocol import (
     Event,
     HostSession,
     LocalProtocolError,
+    MouseButton,
     RemoteProtocolError,
     StateError,
 )
 from ..state import StateStore
 from .backoff import backoff
-from .connection import AgentConnection, Endpoint
+from .connection import AgentConnection, Endpoint, OutputGate
+from .filesend import ANSWER_TIMEOUT, FileProgress, FileTransfers, send_files
 from .qmp import MigrationStatus, QmpError, QmpMonitor, VmEvent
 
 log = logging.getLogger(__name__)
@@ -148,6 +150,13 @@ class VmRuntime:
         self._closers: set[asyncio.Task[None]] = set()
         self._answered = False
         self._unanswered = False
+        #: The high-water mark of the output to the guest, shared by every connection of
+        #: this VM (they share the session's queue): see :meth:`wait_writable`.
+        self.gate = OutputGate(self._backlog)
+        #: Our file transfers waiting for the guest's answers (see :meth:`send_files`).
+        self.file_transfers = FileTransfers()
+        #: How long the guest has to answer a file offer, and to confirm the last byte.
+        self.file_answer_timeout = ANSWER_TIMEOUT
 
     @property
     def site(self) -> Site:
@@ -203,6 +212,70 @@ class VmRuntime:
         await monitor.screendump(str(Path(path).absolute()))
         return True
 
+    def _writing_connection(self) -> AgentConnection | None:
+        migration = self._migration
+        if migration is not None and migration.writing_to_destination:
+            return migration.conn
+        return self.connection
+
+    def _backlog(self) -> int:
+        """Bytes queued for the guest and not yet taken by a socket."""
+        conn = self._writing_connection()
+        if conn is None:
+            return self.session.bytes_to_send
+        return conn.backlog() + (self.session.bytes_to_send if conn.hold else 0)
+
+    @property
+    def writable(self) -> bool:
+        """Whether the output to the guest is under the high-water mark: producers of bulk
+        output (file data, generated clipboard data) queue more only while this is true,
+        and otherwise ``await`` :meth:`wait_writable`."""
+        return self.gate.writable
+
+    async def wait_writable(self) -> None:
+        """Return once the output queued for the guest is below the low-water mark (at once
+        if it is under the high-water mark). A guest that does not read (or a VM that is
+        not connected, or held in a migration) makes this wait: cancel it to give up."""
+        await self.gate.wait_writable()
+
+    def send_mouse(
+        self, x: int, y: int, buttons: MouseButton | int = 0, display_id: int = 0
+    ) -> bool:
+        """Send the pointer's position and buttons; False before the guest accepts them.
+
+        Motion is coalesced while the output is backed up (a guest that stopped reading, a
+        large transfer in the socket): a position replaces the previous one still queued
+        with the same buttons, so pointer traffic costs at most one message per button
+        change however long the guest does not read. Button changes are all kept.
+        """
+        sent = self.session.send_mouse(x, y, buttons, display_id, coalesce=True)
+        if sent:
+            self.flush()
+        return sent
+
+    async def send_files(
+        self, paths: Sequence[Path], progress: Callable[[FileProgress], None] | None = None
+    ) -> None:
+        """Send files one after another, waiting for the guest's verdict on each.
+
+        Every path is checked first (exists, a regular file, readable). Per file:
+        FILE_XFER_START with its number and the batch total, then DATA in 64 KiB pieces as
+        the socket drains (the runtime's high-water mark), then the guest's SUCCESS.
+        ``progress`` gets a :class:`FileProgress` when a file is accepted, at most every
+        0.1 s while it is sent, and once it is saved.
+
+        Cancelling the task cancels the transfer in the guest (FILE_XFER_STATUS
+        CANCELLED). A live migration followed over QMP does not interrupt a transfer (the
+        output is held during the switchover and continues on the destination); a
+        connection that ends (including a migration without QMP) fails it.
+
+        :raises FileSendError: the first failure, which stops the batch; its text is one
+            sentence for the user ("the guest has no space left for notes.txt", "file
+            transfer is disabled in the guest", "the guest agent is not connected", "cannot
+            read /x/y: Permission denied", ...).
+        """
+        await send_files(self, paths, progress)
+
     # ---------------------------------------------------------------- loop
 
     async def run(self) -> None:
@@ -251,6 +324,7 @@ class VmRuntime:
             finally:
                 await self._end_migration_attempt()
                 current, self.connection = self.connection, None
+                self.file_transfers.connection_lost("the guest agent disconnected")
                 if current is not None:
                     await current.close()
                 self._save_now()
@@ -273,7 +347,8 @@ class VmRuntime:
 
     def _new_connection(self) -> AgentConnection:
         return AgentConnection(
-            self.session, self._handle_event, self._handle_error, after_input=self.flush
+            self.session, self._handle_event, self._handle_error, after_input=self.flush,
+            gate=self.gate,
         )
 
     async def _serve(self) -> None:
@@ -592,6 +667,7 @@ class VmRuntime:
         log.info("%s: loaded the saved conversation", self.name)
 
     def _handle_event(self, event: Event) -> None:
+        self.file_transfers.handle(event)
         if isinstance(event, CapabilitiesReceived):
             self._answered = True
         elif isinstance(event, CapabilitiesTimedOut):

@@ -18,6 +18,8 @@ import json
 from collections.abc import Iterable, Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vdagent_bridge.protocol.constants import MessageType, Port
 from vdagent_bridge.protocol.errors import (
@@ -25,7 +27,13 @@ from vdagent_bridge.protocol.errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
-from vdagent_bridge.protocol.framing import Deframer, RawMessage, frame_message
+from vdagent_bridge.protocol.framing import (
+    Deframer,
+    FramedMessage,
+    RawMessage,
+    frame,
+    frame_message,
+)
 
 MAX_CHUNK = 2048
 KIB = 1024
@@ -547,3 +555,45 @@ def test_small_views_do_not_keep_large_reads_alive() -> None:
     assembly = deframer._assemblies[1]
     assert assembly.body is not None
     assert all(not isinstance(p, memoryview) for p in assembly.body._pieces)
+
+
+# ----- lazy framing: the same bytes, as buffers ------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [*OUTGOING_SIZES, 3 * MAX_CHUNK - 28, 3 * MAX_CHUNK - 27])
+@pytest.mark.parametrize("head", [b"", b"\x01" * 8, b"\x02" * 3000])
+def test_a_lazily_framed_message_is_the_framed_message(size: int, head: bytes) -> None:
+    tail = bytes(i % 251 for i in range(size))
+    framed = FramedMessage(MessageType.CLIPBOARD, head, tail)
+    whole = frame(MessageType.CLIPBOARD, head, tail)
+    assert framed.size == len(framed) == len(whole)
+    assert b"".join(framed.buffers(0, len(whole), 10**9)) == whole
+
+
+@given(
+    size=st.integers(0, 5 * MAX_CHUNK),
+    takes=st.lists(st.integers(1, 3 * MAX_CHUNK), min_size=1, max_size=8),
+    max_buffers=st.integers(2, 9),
+)
+def test_lazy_framing_resumes_at_any_offset(size: int, takes: list[int], max_buffers: int) -> None:
+    """A writer takes buffers from wherever the socket stopped (inside a chunk header, inside
+    a body, at a chunk boundary), as many as it likes: the bytes are the message's, in order."""
+    tail = bytes(i % 251 for i in range(size))
+    framed = FramedMessage(MessageType.FILE_XFER_DATA, b"\x07" * 12, tail)
+    whole = frame(MessageType.FILE_XFER_DATA, b"\x07" * 12, tail)
+    offset = step = 0
+    while offset < len(whole):
+        take = takes[step % len(takes)] * 7 % 3001 + 1  # what the socket accepts this time
+        step += 1
+        buffers = framed.buffers(offset, take, max_buffers)
+        assert buffers and len(buffers) <= max_buffers
+        got = b"".join(buffers)
+        assert got == whole[offset : offset + len(got)]
+        offset += min(len(got), take)
+
+
+def test_lazy_framing_does_not_copy_the_body() -> None:
+    tail = bytearray(1 * MIB)
+    framed = FramedMessage(MessageType.CLIPBOARD, b"", tail)
+    tail[-1] = 0x5A  # the caller's buffer is what goes out
+    assert b"".join(framed.buffers(0, 2 * MIB, 10**9))[-1] == 0x5A
