@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (  # noqa: E402
 from pytestqt.qtbot import QtBot  # noqa: E402
 
 from vdagent_bridge.runtime import Runstate  # noqa: E402
-from vdagent_bridge.ui.icons import SIZES, draw, status_icon  # noqa: E402
 from vdagent_bridge.ui.desktop import desktop_note  # noqa: E402
+from vdagent_bridge.ui.icons import SIZES, draw, status_icon  # noqa: E402
 from vdagent_bridge.ui.model import (  # noqa: E402
     Controller,
     DesktopNote,
