@@ -5,6 +5,9 @@ What it builds, from :class:`Options` (the command line over the config file):
 - one :class:`~vdagent_bridge.runtime.VmRuntime` per VM, its events routed to the
   :class:`~vdagent_bridge.bridges.ClipboardBridge` (on the host's QClipboard) and its runstate
   to the UI and the notifications;
+- per VM a :class:`~vdagent_bridge.bridges.pointer.PointerBridge`, and its pointer surface
+  window when the user opens it (``--pointer-surface``, the tray); files dropped on the
+  surface or picked from the tray go to the guest one batch after another, with progress;
 - in demo mode (``--demo``, or no VM configured at all), a :class:`DemoGuest` on a private
   socket as a VM named ``demo``, and its window;
 - the tray icon, or the fallback window where there is no tray (or with ``--no-tray``).
@@ -45,14 +48,25 @@ from qasync import run as qasync_run
 
 from . import __version__
 from .bridges import ClipboardBridge, ClipboardPolicy
+from .bridges.pointer import GuestScreen, PointerBridge
 from .protocol import Event, HostSession
-from .runtime import Endpoint, Runstate, Site, VmRuntime, backoff
+from .runtime import (
+    Endpoint,
+    FileProgress,
+    FileSendError,
+    Runstate,
+    Site,
+    VmRuntime,
+    backoff,
+)
+from .sizes import format_size
 from .state import AppPaths, StateStore
 from .state.config import Policy, VmConfig
 from .state.settings import Autostart, Settings
 from .ui.demo_guest import DemoGuest, DemoGuestWindow
 from .ui.desktop import desktop_note
 from .ui.model import Controller, DesktopNote, Level, Toggle, VmStatus
+from .ui.pointer_surface import PointerSurface
 from .ui.tray import Tray
 from .ui.window import MainWindow
 
@@ -114,6 +128,12 @@ class _Vm:
     shown: Runstate = Runstate.IDLE
     migrations_seen: int = 0
     reconnecting: bool = False
+    pointer: PointerBridge | None = None
+    #: Its pointer surface, made when first opened (it owns its screen source).
+    surface: PointerSurface | None = None
+    #: The task sending files, and the batches waiting for it.
+    sender: asyncio.Task[None] | None = None
+    queued: list[list[Path]] = field(default_factory=list)
     #: The file transfer in progress, in words, for the UI ("" when none).
     transfer: str = ""
 
@@ -204,6 +224,9 @@ class Application(Controller):
         for config in vms:
             self._add_vm(config)
         self._show_ui()
+        if options.pointer_surface:
+            for name in self._vms:
+                self.open_pointer_surface(name)
         if self.settings.problem is not None:
             self._notify("Settings", self.settings.problem, Level.WARNING)
         self.changed.emit()
@@ -227,6 +250,8 @@ class Application(Controller):
         switches = switches_for(config.policy, self.settings.vm(config.name),
                                 self.options.overrides)
         vm = _Vm(config, runtime, switches)
+        vm.pointer = PointerBridge(runtime, enabled=self._pointer_on(vm),
+                                   guest_size=config.policy.display)
         self._vms[config.name] = vm
         self.bridge.add_vm(runtime, self._clipboard_policy(vm))
         self._start_runtime(vm)
@@ -274,6 +299,13 @@ class Application(Controller):
             if window is not None:
                 window.close_for_quit()
                 window.deleteLater()
+        for vm in self._vms.values():
+            if vm.surface is not None:
+                vm.surface.close_for_quit()
+                vm.surface.deleteLater()
+                vm.surface = None
+            if vm.pointer is not None:
+                vm.pointer.close()
         # 2. The bridge stops following the host clipboard (what is on it stays).
         if self.bridge is not None:
             self.bridge.close()
@@ -355,9 +387,14 @@ class Application(Controller):
             max_to_host=vm.config.policy.max_to_host,
         )
 
+    def _pointer_on(self, vm: _Vm) -> bool:
+        return vm.switches["pointer"] and not (self.settings.paused or vm.switches["paused"])
+
     def _apply(self, vm: _Vm) -> None:
         if self.bridge is None or self._stopping:
             return
+        if vm.pointer is not None:
+            vm.pointer.set_enabled(self._pointer_on(vm))
         policy = self._clipboard_policy(vm)
         if self.bridge.policy(vm.name) != policy:
             self.bridge.set_policy(vm.name, policy)
@@ -453,10 +490,90 @@ class Application(Controller):
         finally:
             vm.reconnecting = False
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._helpers.add(task)
         task.add_done_callback(self._helpers.discard)
+        return task
+
+    # ---------------------------------------------------------------- pointer surface
+
+    def open_pointer_surface(self, vm: str) -> None:
+        entry = self._vms.get(vm)
+        if entry is None or entry.pointer is None or self._stopping:
+            return
+        if entry.surface is None:
+            screendump = None
+            if any(site.qmp is not None for site in entry.runtime.sites):
+                screendump = GuestScreen(entry.runtime)
+            entry.surface = PointerSurface(entry.pointer, vm, screendump=screendump)
+            entry.surface.files_dropped.connect(partial(self.send_files, vm))
+            entry.surface.set_transfer_text(entry.transfer)
+        entry.surface.show()
+        entry.surface.raise_()
+        entry.surface.activateWindow()
+
+    def resize_guest_to_surface(self, vm: str) -> None:
+        entry = self._vms.get(vm)
+        if entry is None or entry.pointer is None or self._stopping:
+            return
+        self.open_pointer_surface(vm)
+        assert entry.surface is not None
+        if not entry.surface.resize_guest_to_surface():
+            why = entry.pointer.unavailable() or "its agent cannot take a display size now"
+            self._notify(vm, f"cannot resize the guest display: {why}", Level.WARNING)
+
+    # ---------------------------------------------------------------- file transfer
+
+    def send_files(self, vm: str, paths: Sequence[Path]) -> None:
+        """Queue a batch of files for the guest; batches go one after another."""
+        entry = self._vms.get(vm)
+        if entry is None or not paths or self._stopping:
+            return
+        log.info("%s: sending %s", vm, ", ".join(str(p) for p in paths))
+        entry.queued.append(list(paths))
+        if entry.sender is None or entry.sender.done():
+            entry.sender = self._spawn(self._send_queued(entry), f"{vm}-send-files")
+
+    def cancel_transfer(self, vm: str) -> None:
+        entry = self._vms.get(vm)
+        if entry is None:
+            return
+        entry.queued.clear()
+        if entry.sender is not None and not entry.sender.done():
+            entry.sender.cancel()
+
+    async def _send_queued(self, vm: _Vm) -> None:
+        try:
+            while vm.queued and not self._stopping:
+                batch = vm.queued.pop(0)
+                what = batch[0].name if len(batch) == 1 else f"{len(batch)} files"
+                try:
+                    await vm.runtime.send_files(batch, partial(self._progress, vm))
+                except FileSendError as err:
+                    self._notify(vm.name, f"file transfer failed: {err}", Level.ERROR)
+                except asyncio.CancelledError:
+                    self._notify(vm.name, f"sending {what} cancelled", Level.WARNING)
+                    raise
+                else:
+                    self._notify(vm.name, f"sent {what} to the guest", Level.INFO)
+        finally:
+            self._set_transfer(vm, "")
+
+    def _progress(self, vm: _Vm, progress: FileProgress) -> None:
+        percent = 100 * progress.sent // progress.size if progress.size else 100
+        which = f" ({progress.number} of {progress.total})" if progress.total > 1 else ""
+        self._set_transfer(vm, f"Sending {progress.name}{which}: {percent}% of "
+                               f"{format_size(progress.size)}")
+
+    def _set_transfer(self, vm: _Vm, text: str) -> None:
+        if text == vm.transfer:
+            return
+        vm.transfer = text
+        if vm.surface is not None and not self._stopping:
+            vm.surface.set_transfer_text(text)
+        if not self._stopping:
+            self.changed.emit()
 
     def autostart_enabled(self) -> bool:
         return self.autostart.enabled()

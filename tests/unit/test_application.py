@@ -16,8 +16,9 @@ from typing import Any, TypeVar  # noqa: E402
 
 import pytest  # noqa: E402
 import shiboken6  # noqa: E402
-from PySide6.QtCore import QPoint  # noqa: E402
+from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtGui import QClipboard, QGuiApplication  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 from qasync import QEventLoop  # noqa: E402
 
@@ -584,3 +585,149 @@ def test_cli_starts_the_real_gui_and_quits_after_seconds(
     empty.write_text("")
     assert main(["--config", str(empty), "--demo", "--no-tray", "--seconds", "0.5",
                  "--state-dir", str(tmp_path / "state"), "--log-level", "warning"]) == 0
+
+
+# ---------------------------------------------------------------- pointer surface, files
+
+
+def test_the_pointer_surface_opens_at_start_and_obeys_the_pointer_switch(
+    qapp: QApplication, clipboard: QClipboard, paths: AppPaths
+) -> None:
+    app = Application(demo_options(paths, pointer_surface=True), tray_available=False,
+                      delays=quick)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(app.run())
+        await until(lambda: app.demo is not None and app.vms()
+                    and app._vms[DEMO_VM].runtime.session.mouse_ready, "the demo")
+        demo_vm = app._vms[DEMO_VM]
+        surface = demo_vm.surface
+        assert surface is not None and surface.isVisible()
+        assert surface.windowTitle() == "demo — pointer — vdagent-bridge"
+        guest = app.demo.guest  # type: ignore[union-attr]
+
+        QTest.mouseMove(surface, QPoint(surface.width() - 1, surface.height() - 1))
+        width, height = demo_vm.pointer.guest_size()  # type: ignore[union-attr]
+        await until(lambda: guest.mouse and (guest.mouse[-1].x, guest.mouse[-1].y)
+                    == (width - 1, height - 1), lambda: f"the corner, got {guest.mouse[-1:]}")
+
+        app.set_toggle(DEMO_VM, Toggle.POINTER, False)
+        assert app.vms()[0].pointer is False
+        seen = len(guest.mouse)
+        QTest.mouseClick(surface, Qt.MouseButton.LeftButton, pos=QPoint(5, 5))
+        app.set_toggle(DEMO_VM, Toggle.POINTER, True)
+        app.set_paused(True)
+        QTest.mouseClick(surface, Qt.MouseButton.LeftButton, pos=QPoint(6, 6))
+        await asyncio.sleep(0.2)
+        assert len(guest.mouse) == seen, "nothing crosses a switched-off pointer"
+
+        app.set_paused(False)
+        QTest.mouseClick(surface, Qt.MouseButton.LeftButton, pos=QPoint(7, 7))
+        await until(lambda: len(guest.mouse) > seen, "the click after the pause")
+
+        # A second open shows the same window; closing it only hides it.
+        surface.close()
+        assert not surface.isVisible()
+        app.open_pointer_surface(DEMO_VM)
+        assert demo_vm.surface is surface and surface.isVisible()
+        app.quit()
+        await task
+        assert demo_vm.surface is None
+
+    run(qapp, scenario())
+
+
+def test_resize_guest_to_surface_sends_the_surface_size(
+    qapp: QApplication, clipboard: QClipboard, paths: AppPaths
+) -> None:
+    app = Application(demo_options(paths), tray_available=False, delays=quick)
+    seen = Recorder(app)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(app.run())
+        await until(lambda: app.demo is not None and app.vms()
+                    and app._vms[DEMO_VM].runtime.session.mouse_ready, "the demo")
+        assert app._vms[DEMO_VM].surface is None
+        app.resize_guest_to_surface(DEMO_VM)  # opens the surface first
+        surface = app._vms[DEMO_VM].surface
+        assert surface is not None and surface.isVisible()
+        size = surface.device_size()
+        guest = app.demo.guest  # type: ignore[union-attr]
+        await until(lambda: [(m.width, m.height) for m in guest.monitors] == [size],
+                    lambda: f"the guest at {size}, it has {guest.monitors}")
+
+        app.set_toggle(DEMO_VM, Toggle.POINTER, False)
+        app.resize_guest_to_surface(DEMO_VM)
+        assert seen.notices[-1] == (DEMO_VM, "cannot resize the guest display: pointer off",
+                                    "warning")
+        app.quit()
+        await task
+
+    run(qapp, scenario())
+
+
+def test_files_go_to_the_guest_batch_after_batch_with_progress_and_notices(
+    qapp: QApplication, clipboard: QClipboard, paths: AppPaths, tmp_path: Path
+) -> None:
+    app = Application(demo_options(paths), tray_available=False, delays=quick)
+    seen = Recorder(app)
+    progress: list[str] = []
+    app.changed.connect(lambda: progress.append(app.vms()[0].transfer) if app.vms() else None)
+    one, two = tmp_path / "one.txt", tmp_path / "two.bin"
+    one.write_bytes(b"first file\n")
+    two.write_bytes(bytes(range(256)) * 2048)  # 512 KiB
+    third = tmp_path / "third.txt"
+    third.write_bytes(b"the second batch")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(app.run())
+        await until(lambda: app.demo is not None and app.vms()
+                    and app._vms[DEMO_VM].runtime.session.clipboard_ready, "the demo")
+        guest = app.demo.guest  # type: ignore[union-attr]
+        app.send_files(DEMO_VM, [one, two])
+        app.send_files(DEMO_VM, [third])  # queued behind the first batch
+        await until(lambda: len(guest.files) == 3, lambda: f"the files, got {guest.files}")
+        assert guest.files == {"one.txt": one.read_bytes(), "two.bin": two.read_bytes(),
+                               "third.txt": third.read_bytes()}
+        await until(lambda: app.vms()[0].transfer == "", "the progress line to clear")
+
+        app.send_files(DEMO_VM, [tmp_path])  # a directory: refused in words
+        await until(lambda: any(level == "error" for _, _, level in seen.notices),
+                    "the error notice")
+        app.quit()
+        await task
+
+    run(qapp, scenario())
+    infos = [text for _, text, level in seen.notices if level == "info"]
+    assert "sent 2 files to the guest" in infos and "sent third.txt to the guest" in infos
+    errors = [text for _, text, level in seen.notices if level == "error"]
+    assert len(errors) == 1 and errors[0].startswith("file transfer failed: ")
+    assert tmp_path.name in errors[0] and "directory" in errors[0]
+    assert any(text.startswith("Sending two.bin (2 of 2): ") and text.endswith("% of 512.0 KiB")
+               for text in progress), progress
+
+
+def test_a_transfer_can_be_cancelled(
+    qapp: QApplication, clipboard: QClipboard, paths: AppPaths, tmp_path: Path
+) -> None:
+    app = Application(demo_options(paths), tray_available=False, delays=quick)
+    seen = Recorder(app)
+    big = tmp_path / "big.iso"
+    with open(big, "wb") as out:
+        out.truncate(512 << 20)  # sparse: 512 MiB to read, nothing on disk
+
+    async def scenario() -> None:
+        task = asyncio.create_task(app.run())
+        await until(lambda: app.demo is not None and app.vms()
+                    and app._vms[DEMO_VM].runtime.session.clipboard_ready, "the demo")
+        app.send_files(DEMO_VM, [big])
+        await until(lambda: app.vms()[0].transfer.startswith("Sending big.iso: "),
+                    "the transfer to start")
+        app.cancel_transfer(DEMO_VM)
+        await until(lambda: app.vms()[0].transfer == "", "the progress line to clear")
+        assert "big.iso" not in app.demo.guest.files  # type: ignore[union-attr]
+        app.quit()
+        await task
+
+    run(qapp, scenario())
+    assert (DEMO_VM, "sending big.iso cancelled", "warning") in seen.notices
