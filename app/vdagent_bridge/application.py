@@ -44,6 +44,7 @@ from qasync import QEventLoop  # after PySide6: qasync uses the Qt binding alrea
 from qasync import run as qasync_run
 
 from . import __version__
+from .assets import APP_ID
 from .bridges import ClipboardBridge, ClipboardPolicy
 from .protocol import Event, HostSession
 from .runtime import Endpoint, Runstate, Site, VmRuntime, backoff
@@ -51,6 +52,7 @@ from .state import AppPaths, StateStore
 from .state.config import Policy, VmConfig
 from .state.settings import Autostart, Settings
 from .ui.demo_guest import DemoGuest, DemoGuestWindow
+from .ui.icons import app_icon
 from .ui.model import Controller, Level, Toggle, VmStatus
 from .ui.tray import Tray
 from .ui.window import MainWindow
@@ -524,7 +526,9 @@ def run_app(options: Options) -> int:
     app = existing if isinstance(existing, QApplication) else QApplication(["vdagent-bridge"])
     app.setApplicationName("vdagent-bridge")
     app.setApplicationVersion(__version__)
-    app.setDesktopFileName("vdagent-bridge")
+    # The Wayland app_id and the X11 _KDE_NET_WM_DESKTOP_FILE: the installed .desktop's id.
+    app.setDesktopFileName(APP_ID)
+    app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(False)
     application = Application(options)
 
