@@ -222,7 +222,7 @@ def test_uninstalling_what_is_not_installed_is_fine(tmp_path: Path) -> None:
 
 
 def test_an_existing_icon_cache_is_refreshed_and_none_is_created(tmp_path: Path) -> None:
-    tool("gtk-update-icon-cache", "libgtk-3-bin")
+    tool("gtk-update-icon-cache", "gtk-update-icon-cache")
     desktop_files.install(tmp_path, COMMAND)
     assert not (tmp_path / "icons" / "hicolor" / "icon-theme.cache").exists()
     assert not (tmp_path / "applications" / "mimeinfo.cache").exists()
