@@ -75,7 +75,7 @@ def write_pngs(out: Path) -> list[Path]:
     for svg, size, relative in renditions():
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not render(svg, size).save(str(target), b"PNG"):
+        if not render(svg, size).save(str(target)):
             raise SystemExit(f"render_icons: cannot write {target}")
         written.append(target)
     return written
@@ -115,7 +115,7 @@ def contact_sheet(path: Path, source: Path) -> None:
             y += 22 * zoom + 8
     painter.end()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not sheet.save(str(path), b"PNG"):
+    if not sheet.save(str(path)):
         raise SystemExit(f"render_icons: cannot write {path}")
 
 
