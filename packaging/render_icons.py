@@ -60,7 +60,10 @@ def render(svg: Path, size: int) -> QImage:
 def renditions() -> list[tuple[Path, int, Path]]:
     """(SVG, size, PNG path relative to ``resources/``) of every rendition."""
     app_svg = RESOURCES / "icons" / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg"
-    jobs = [(app_svg, size, Path("icons", "hicolor", f"{size}x{size}", "apps", f"{APP_ID}.png"))
+    # At 16 px the scalable icon's detail blurs: a redrawing on whole pixels is the source.
+    small_svg = RESOURCES / "icons" / "small" / f"{APP_ID}.svg"
+    jobs = [(small_svg if size == 16 else app_svg, size,
+             Path("icons", "hicolor", f"{size}x{size}", "apps", f"{APP_ID}.png"))
             for size in APP_ICON_SIZES]
     for name in STATUS_NAMES:
         svg = RESOURCES / "status" / f"{name}.svg"

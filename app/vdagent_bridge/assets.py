@@ -7,7 +7,7 @@ app_id) — so it is defined here once. It is all lowercase because ``appstreamc
 ids must.
 
 Where ``resources/`` is found: the wheel (and an editable install, and the PyInstaller bundle)
-carry it as the data package ``vdagent_bridge.resources`` (pyproject maps that package to the
+carry it as the data package ``vdagent_bridge.resources`` (setup.py maps that package to the
 top-level ``resources/`` directory); a checkout run with ``PYTHONPATH=app`` (the tests) has no
 such package, and uses ``resources/`` beside ``app/``. Either way the result is a real
 directory, since Qt and the desktop-file installer need file paths (installing from a zip is
