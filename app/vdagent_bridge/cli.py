@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__, desktop_files
+from . import __version__, assets, desktop_files
 from .demo import GuestServer
 from .protocol import (
     CapabilitiesReceived,
@@ -427,6 +427,12 @@ def _gui(args: argparse.Namespace, groups: list[_Group], config: Config, paths: 
             raise UsageError("--import-state takes over one VM: give one --vm and its "
                              "--endpoint")
         imported = (vms[0].name, _import(store, args.import_state, vms[0].name))
+
+    try:
+        assets.resource_dir()  # the icons: without them the app cannot show itself
+    except assets.ResourcesNotFound as err:
+        print(f"vdagent-bridge: {err}", file=sys.stderr)
+        return 1
 
     # Qt is imported only now: the checks above and --console need no display.
     from .application import Options, Overrides, display_problem, run_app

@@ -149,6 +149,17 @@ def test_install_writes_the_entry_icons_and_metainfo_into_the_data_home(tmp_path
     assert result.returncode == 0 and result.stdout == ""
 
 
+def test_the_installed_tree_passes_appstreamcli_validate_tree(tmp_path: Path) -> None:
+    # validate-tree reads a root with usr/share: there the metainfo's launchable must name an
+    # installed .desktop entry (and the entry must be valid).
+    desktop_files.install(tmp_path / "usr" / "share", COMMAND)
+    result = subprocess.run([tool("appstreamcli", "appstream"), "validate-tree", "--no-net",
+                             "--strict", "--pedantic", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "✔ Validation was successful."
+
+
 def test_uninstall_leaves_an_empty_data_home_empty(tmp_path: Path) -> None:
     home = tmp_path / "share"
     home.mkdir()
@@ -290,3 +301,24 @@ def test_install_and_uninstall_together_are_a_usage_error(
         main(["--install-desktop-files", "--uninstall-desktop-files"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_an_install_without_its_resources_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def missing() -> Path:
+        raise assets.ResourcesNotFound("the vdagent_bridge.resources package is missing")
+
+    monkeypatch.setattr(assets, "resource_dir", missing)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert main(["--install-desktop-files"]) == 1
+    assert main(["--demo"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "vdagent-bridge: the shipped desktop files are missing: the vdagent_bridge.resources "
+        "package is missing",
+        "vdagent-bridge: the vdagent_bridge.resources package is missing",
+    ]
+    assert not (tmp_path / "share").exists()
