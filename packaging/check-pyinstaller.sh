@@ -9,11 +9,14 @@
 # the bundle's process id), records their titles and WM_CLASS, takes a screenshot of the
 # screen (ImageMagick `import`), and then checks that the app quit by itself with status 0. It
 # also runs the bundle's --help without a display and --install-desktop-files /
-# --uninstall-desktop-files into a temporary data directory. Exits non-zero, saying why, if
-# anything fails, in particular if no window appeared. Results go to OUTDIR (default
-# build/pyinstaller-check): app.log, windows.txt, screenshot.png.
+# --uninstall-desktop-files into a temporary data directory. Where weston is installed it runs
+# the same demo on Wayland too (a headless weston). Exits non-zero, saying why, if anything
+# fails, in particular if no window appeared. Results go to OUTDIR (default
+# build/pyinstaller-check): app.log, windows.txt, screenshot.png (and app-wayland.log,
+# screenshot-wayland.png).
 #
 # Needs Xvfb, xdotool, xprop (x11-utils), import (imagemagick): tests/run.sh installs them.
+# The Wayland run needs weston (Debian package weston), which tests/run.sh does not install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,10 +38,12 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 scratch=$(mktemp -d)
 xvfb_pid=
+weston_pid=
 app_pid=
 cleanup() {
     [[ -n $app_pid ]] && kill "$app_pid" 2>/dev/null || true
     [[ -n $xvfb_pid ]] && kill "$xvfb_pid" 2>/dev/null || true
+    [[ -n $weston_pid ]] && kill "$weston_pid" 2>/dev/null || true
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -104,8 +109,42 @@ app_pid=
 ((status == 0)) || fail "the app exited with status $status (see $OUT/app.log)"
 grep -q '"vdagent-bridge", ' "$OUT/windows.txt" || fail "WM_CLASS is not vdagent-bridge"
 
+kill "$xvfb_pid" 2>/dev/null || true
+xvfb_pid=
+
+# 4. The app on Wayland, if weston is installed: a headless weston (pixman renderer, so that
+#    weston-screenshooter works), QT_QPA_PLATFORM=wayland, the same demo. Wayland offers no
+#    way to list another client's windows, so the evidence is the exit status, the app's log
+#    line about its window, and the screenshot.
+wayland="skipped (weston is not installed)"
+if command -v weston >/dev/null && command -v weston-screenshooter >/dev/null; then
+    unset DISPLAY
+    export WAYLAND_DISPLAY=wayland-vdagent-bridge-check
+    weston --backend=headless-backend.so --use-pixman --width=1280 --height=800 \
+        --socket="$WAYLAND_DISPLAY" --idle-time=0 --debug >"$OUT/weston.log" 2>&1 &
+    weston_pid=$!
+    for _ in $(seq 50); do [[ -S $XDG_RUNTIME_DIR/$WAYLAND_DISPLAY ]] && break; sleep 0.1; done
+    [[ -S $XDG_RUNTIME_DIR/$WAYLAND_DISPLAY ]] || fail "weston did not start ($OUT/weston.log)"
+    QT_QPA_PLATFORM=wayland "$BUNDLE" --demo --seconds "$SECONDS_SHOWN" \
+        >"$OUT/app-wayland.log" 2>&1 &
+    app_pid=$!
+    sleep $((SECONDS_SHOWN / 2))
+    (cd "$OUT" && timeout 20 weston-screenshooter) || fail "weston-screenshooter failed"
+    status=0
+    wait "$app_pid" || status=$?
+    app_pid=
+    kill "$weston_pid" 2>/dev/null || true
+    weston_pid=
+    ((status == 0)) || fail "on Wayland the app exited with $status ($OUT/app-wayland.log)"
+    grep -q "showing a window instead" "$OUT/app-wayland.log" \
+        || fail "on Wayland the app showed no window ($OUT/app-wayland.log)"
+    mv "$OUT"/wayland-screenshot-*.png "$OUT/screenshot-wayland.png"
+    wayland="OK, app quit with 0; screenshot: $OUT/screenshot-wayland.png"
+fi
+
 echo "check-pyinstaller: OK: $(wc -l <"$OUT/windows.txt") window(s) within" \
     "${first_window_after} s, app quit with 0 after --seconds $SECONDS_SHOWN;" \
     "bundle $(du -sh dist/vdagent-bridge | cut -f1)"
 sed 's/^/  /' "$OUT/windows.txt"
 echo "  screenshot: $OUT/screenshot.png"
+echo "  Wayland (weston, headless): $wayland"
