@@ -46,7 +46,6 @@ required=(
 )
 missing=0
 for pattern in "${required[@]}"; do
-    # shellcheck disable=SC2086  # the pattern is meant to be expanded
     if ! compgen -G "$pattern" >/dev/null; then
         echo "build-pyinstaller: the bundle lacks $pattern" >&2
         missing=1
