@@ -3,8 +3,9 @@
 #
 # It installs what the tests need and starts nothing it does not stop:
 #   - Debian packages (as root, only the missing ones): the real guest agent (spice-vdagent),
-#     Xvfb, xclip, xdotool, dbus, x11 utilities, imagemagick, and the libraries Qt's xcb
-#     platform plugin loads;
+#     Xvfb, xclip, xdotool, dbus, x11 utilities, imagemagick, the libraries Qt's xcb
+#     platform plugin loads, and the validators of the .desktop and metainfo files
+#     (desktop-file-utils, appstream) and gtk-update-icon-cache;
 #   - a virtual environment in .venv with the project and its test extra.
 # The end-to-end tests start their own Xvfb, dbus, relay and agent processes per test and stop
 # exactly those. Extra arguments go to pytest (e.g. `bash tests/run.sh -k framing`).
@@ -17,6 +18,7 @@ DEBIAN_PACKAGES=(
     libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-shape0
     libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1
     libegl1 libgl1 libfontconfig1 libdbus-1-3
+    desktop-file-utils appstream gtk-update-icon-cache
 )
 
 # The real-QEMU migration tests (tests/qemu) need QEMU and what goes into the guest image.
@@ -53,7 +55,7 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]'
 
 # Static checks first: lint and strict typing of the package (fast, and they fail loudly).
-.venv/bin/ruff check app tests benchmarks
+.venv/bin/ruff check app tests benchmarks packaging setup.py
 .venv/bin/mypy
 
 exec .venv/bin/python -m pytest "$@"

@@ -47,6 +47,7 @@ from qasync import QEventLoop  # after PySide6: qasync uses the Qt binding alrea
 from qasync import run as qasync_run
 
 from . import __version__
+from .assets import APP_ID
 from .bridges import ClipboardBridge, ClipboardPolicy
 from .bridges.pointer import GuestScreen, PointerBridge
 from .protocol import Event, HostSession
@@ -65,6 +66,7 @@ from .state.config import Policy, VmConfig
 from .state.settings import Autostart, Settings
 from .ui.demo_guest import DemoGuest, DemoGuestWindow
 from .ui.desktop import desktop_note
+from .ui.icons import app_icon
 from .ui.model import Controller, DesktopNote, Level, Toggle, VmStatus
 from .ui.pointer_surface import PointerSurface
 from .ui.tray import Tray
@@ -656,7 +658,9 @@ def run_app(options: Options) -> int:
     app = existing if isinstance(existing, QApplication) else QApplication(["vdagent-bridge"])
     app.setApplicationName("vdagent-bridge")
     app.setApplicationVersion(__version__)
-    app.setDesktopFileName("vdagent-bridge")
+    # The Wayland app_id and the X11 _KDE_NET_WM_DESKTOP_FILE: the installed .desktop's id.
+    app.setDesktopFileName(APP_ID)
+    app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(False)
     application = Application(options)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, assets, desktop_files
 from .demo import GuestServer
 from .protocol import (
     CapabilitiesReceived,
@@ -161,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true",
                         help="run the built-in demo guest as a VM (the default when no VM is "
                         "configured)")
+    desktop = parser.add_mutually_exclusive_group()
+    desktop.add_argument("--install-desktop-files", action="store_true",
+                         help="add vdagent-bridge to the desktop's applications: write its "
+                         ".desktop entry, icons and AppStream metainfo under $XDG_DATA_HOME "
+                         "(for a pip or pipx install), then exit")
+    desktop.add_argument("--uninstall-desktop-files", action="store_true",
+                         help="remove what --install-desktop-files wrote, then exit")
     parser.add_argument(
         "--log-level",
         default="info",
@@ -316,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.install_desktop_files or args.uninstall_desktop_files:
+        return _desktop_files(install=args.install_desktop_files)
     try:
         return _run(args)
     except (UsageError, ConfigError, EndpointError, StoreError, LocalProtocolError) as err:
@@ -323,6 +332,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _desktop_files(install: bool) -> int:
+    """``--install-desktop-files`` / ``--uninstall-desktop-files``: say what was written or
+    removed, or what went wrong in one line (status 1)."""
+    home = desktop_files.data_home()
+    try:
+        if install:
+            paths = desktop_files.install(home, desktop_files.launcher_command())
+        else:
+            paths = desktop_files.uninstall(home)
+    except desktop_files.DesktopFilesError as err:
+        print(f"vdagent-bridge: {err}", file=sys.stderr)
+        return 1
+    verb = "wrote" if install else "removed"
+    for path in paths:
+        print(f"{verb} {path}")
+    if not paths:
+        print(f"no desktop files of vdagent-bridge under {home}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -403,6 +432,12 @@ def _gui(args: argparse.Namespace, groups: list[_Group], config: Config, paths: 
             raise UsageError("--import-state takes over one VM: give one --vm and its "
                              "--endpoint")
         imported = (vms[0].name, _import(store, args.import_state, vms[0].name))
+
+    try:
+        assets.resource_dir()  # the icons: without them the app cannot show itself
+    except assets.ResourcesNotFound as err:
+        print(f"vdagent-bridge: {err}", file=sys.stderr)
+        return 1
 
     # Qt is imported only now: the checks above and --console need no display.
     from .application import Options, Overrides, display_problem, run_app

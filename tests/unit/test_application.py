@@ -37,6 +37,7 @@ from vdagent_bridge.protocol import Selection  # noqa: E402
 from vdagent_bridge.runtime import Endpoint, Runstate, Site  # noqa: E402
 from vdagent_bridge.state import AppPaths  # noqa: E402
 from vdagent_bridge.state.config import Policy, VmConfig  # noqa: E402
+from vdagent_bridge.state.settings import AUTOSTART_FILE  # noqa: E402
 from vdagent_bridge.ui.demo_guest import sample_image  # noqa: E402
 from vdagent_bridge.ui.model import Toggle  # noqa: E402
 from vdagent_bridge.ui.tray import Tray  # noqa: E402
@@ -400,7 +401,7 @@ def test_the_tray_is_used_where_there_is_one(
 
     run(qapp, scenario())
     assert isinstance(app.tray, Tray) and app.window is None
-    assert (paths.config / "a" / "vdagent-bridge.desktop").is_file()
+    assert (paths.config / "a" / AUTOSTART_FILE).is_file()
 
 
 def test_unusable_settings_are_reported_at_start(

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from vdagent_bridge.assets import APP_ID
 from vdagent_bridge.state.config import Policy
 from vdagent_bridge.state.settings import (
     AUTOSTART_FILE,
+    LEGACY_AUTOSTART_FILE,
     Autostart,
     Settings,
     autostart_dir,
@@ -131,6 +133,25 @@ def test_autostart_entry_is_written_and_removed(tmp_path: Path) -> None:
     entry.set_enabled(False)
     assert not path.exists() and not entry.enabled()
     entry.set_enabled(False)  # removing twice is fine
+
+
+def test_the_autostart_entry_is_named_and_iconed_by_the_application_id(tmp_path: Path) -> None:
+    entry = Autostart(["vdagent-bridge"], tmp_path)
+    entry.set_enabled(True)
+    assert entry.path == tmp_path / f"{APP_ID}.desktop"
+    assert f"Icon={APP_ID}\n" in entry.path.read_text()
+
+
+def test_an_autostart_entry_under_the_old_name_counts_and_is_replaced(tmp_path: Path) -> None:
+    legacy = tmp_path / LEGACY_AUTOSTART_FILE
+    legacy.write_text("[Desktop Entry]\nType=Application\nExec=vdagent-bridge\n")
+    entry = Autostart(["vdagent-bridge"], tmp_path)
+    assert entry.enabled()
+    entry.set_enabled(True)
+    assert not legacy.exists() and entry.path.is_file()
+    legacy.write_text("[Desktop Entry]\nType=Application\nExec=vdagent-bridge\n")
+    entry.set_enabled(False)
+    assert not legacy.exists() and not entry.path.exists() and not entry.enabled()
 
 
 def test_a_hidden_autostart_entry_counts_as_off(tmp_path: Path) -> None:

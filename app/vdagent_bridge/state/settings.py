@@ -27,6 +27,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..assets import APP_ID
 from .files import ensure_private_dir, read_document, set_aside, write_atomic
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,13 @@ SCHEMA_VERSION = 1
 #: The per-VM switches that persist, all booleans.
 VM_KEYS = ("to_guest", "to_host", "primary", "pointer", "paused")
 
-#: Name of the autostart entry (the application id).
-AUTOSTART_FILE = "vdagent-bridge.desktop"
+#: Name of the autostart entry: the application id, as the installed launcher's, so that a
+#: desktop matches the two up.
+AUTOSTART_FILE = f"{APP_ID}.desktop"
+
+#: The autostart entry's name before the app had a reverse-DNS id: still honoured, and
+#: removed when the entry is switched on or off.
+LEGACY_AUTOSTART_FILE = "vdagent-bridge.desktop"
 
 
 class SettingsError(Exception):
@@ -153,16 +159,17 @@ class Autostart:
         self.path = Path(directory if directory is not None else autostart_dir()) / AUTOSTART_FILE
 
     def enabled(self) -> bool:
-        """True when the entry exists and is not hidden."""
-        try:
-            text = self.path.read_text("utf-8", "replace")
-        except OSError:
-            return False
-        return not any(line.strip().replace(" ", "") == "Hidden=true"
-                       for line in text.splitlines())
+        """True when the entry (or its legacy name) exists and is not hidden."""
+        return any(_shown(path) for path in (self.path, self._legacy))
+
+    @property
+    def _legacy(self) -> Path:
+        return self.path.with_name(LEGACY_AUTOSTART_FILE)
 
     def set_enabled(self, enabled: bool) -> None:
         """Write or remove the entry. :raises OSError: the directory cannot be written."""
+        with contextlib.suppress(FileNotFoundError):
+            self._legacy.unlink()
         if not enabled:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
@@ -178,11 +185,20 @@ class Autostart:
             "Name=vdagent-bridge\n"
             "Comment=Clipboard between this desktop and QEMU VMs (SPICE vdagent host)\n"
             f"Exec={exec_line(self.command)}\n"
-            "Icon=vdagent-bridge\n"
+            f"Icon={APP_ID}\n"
             "Terminal=false\n"
             "Categories=Utility;\n"
             "X-GNOME-Autostart-enabled=true\n"
         )
+
+
+def _shown(path: Path) -> bool:
+    """The autostart entry at ``path`` exists and is not ``Hidden``."""
+    try:
+        text = path.read_text("utf-8", "replace")
+    except OSError:
+        return False
+    return not any(line.strip().replace(" ", "") == "Hidden=true" for line in text.splitlines())
 
 
 def exec_line(command: Sequence[str]) -> str:
