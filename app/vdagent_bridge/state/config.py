@@ -12,6 +12,7 @@ Example (``~/.config/vdagent-bridge/config.toml``)::
     [[vm]]
     name = "win11"
     clipboard = "to-guest"
+    screen = "1920x1080"      # the guest display, for the pointer surface (optional)
 
     [[vm.site]]               # one per QEMU that may run the VM (migration destinations)
     agent = "unix:/run/user/1000/win11-agent.sock"
@@ -44,6 +45,7 @@ DIRECTIONS = ("both", "to-guest", "to-host", "off")
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
 _UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 _VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$")
+_SCREEN = re.compile(r"^\s*(\d{1,5})\s*[x×]\s*(\d{1,5})\s*$")
 
 
 class ConfigError(Exception):
@@ -76,6 +78,9 @@ class VmConfig:
     name: str
     sites: tuple[Site, ...]
     policy: Policy = field(default_factory=Policy)
+    #: The guest display (width, height) in pixels, if configured: the pointer surface's
+    #: geometry until a MONITORS_CONFIG is sent or a screendump shows the real one.
+    screen: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,20 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {known})")
 
 
+def parse_screen(value: object, where: str) -> tuple[int, int]:
+    """A display size from ``"1920x1080"``.
+
+    :raises ConfigError: not WIDTHxHEIGHT, or a side out of 1..16384.
+    """
+    match = _SCREEN.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(f"{where}: expected a size such as \"1920x1080\", not {value!r}")
+    width, height = int(match.group(1)), int(match.group(2))
+    if not (0 < width <= 16384 and 0 < height <= 16384):
+        raise ConfigError(f"{where}: {width}x{height} is out of range (1 to 16384 a side)")
+    return width, height
+
+
 def _endpoint(value: object, where: str) -> Endpoint:
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string such as \"unix:/path\", not {value!r}")
@@ -164,7 +183,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
         where = f"{source}: vm[{i}]"
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: expected a table")
-        _check_keys(table, _POLICY_KEYS | {"name", "site"}, where)
+        _check_keys(table, _POLICY_KEYS | {"name", "site", "screen"}, where)
         name = table.get("name")
         if not isinstance(name, str) or not _VM_NAME.match(name):
             raise ConfigError(f"{where}.name: expected a name of letters, digits, '.', '_', "
@@ -186,7 +205,8 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
             agent = _endpoint(site["agent"], f"{here}.agent")
             qmp = _endpoint(site["qmp"], f"{here}.qmp") if "qmp" in site else None
             sites.append(Site(agent, qmp))
-        vms.append(VmConfig(name, tuple(sites), _policy(table, defaults, where)))
+        screen = parse_screen(table["screen"], f"{where}.screen") if "screen" in table else None
+        vms.append(VmConfig(name, tuple(sites), _policy(table, defaults, where), screen))
     return Config(defaults, tuple(vms))
 
 
