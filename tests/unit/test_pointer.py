@@ -581,6 +581,8 @@ def test_runtime_screendump_without_qmp_is_false(qapp: QApplication, tmp_path: P
     async def scenario() -> None:
         async with connected(tmp_path) as vm:
             assert not await vm.runtime.screendump(tmp_path / "screen")
+            with pytest.raises(ScreenUnavailable, match="no QMP monitor configured"):
+                await GuestScreen(vm.runtime)()
 
     run(qapp, scenario())
 

@@ -392,6 +392,10 @@ class GuestScreen:
         path = self._path()
         try:
             if not await self._vm.screendump(path):
+                site = getattr(self._vm, "site", None)
+                if site is not None and getattr(site, "qmp", True) is None:
+                    raise ScreenUnavailable("no screen image: this QEMU has no QMP monitor "
+                                            "configured")
                 raise ScreenUnavailable("no screen image: the QMP monitor is not connected")
         except QmpError as err:
             raise ScreenUnavailable(f"no screen image: {err}") from err
