@@ -344,6 +344,28 @@ def test_mapping_keeps_the_aspect_ratio_and_reaches_both_corners(qapp: QApplicat
     assert up.map_to_guest(QPointF(1599, 1199)) == (799, 599)
 
 
+class HiDpiSurface(PointerSurface):
+    """A surface on a screen with 1.5 device pixels per logical pixel."""
+
+    def devicePixelRatioF(self) -> float:  # noqa: N802 (Qt's name)
+        return 1.5
+
+
+def test_mapping_is_in_device_pixels_on_a_scaled_screen(qapp: QApplication) -> None:
+    bridge = PointerBridge(FakeRuntime(), guest_size=(1200, 900))
+    surface = HiDpiSurface(bridge, "vm")
+    surface.resize(400, 300)  # logical: 600×450 device pixels
+    assert surface.device_size() == (600, 450)
+    assert surface.guest_area() == (0, 0, 600, 450)
+    assert surface.map_to_guest(QPointF(0, 0)) == (0, 0)
+    # Logical 399.5 is device 599.25: the last device pixel, the guest's last.
+    assert surface.map_to_guest(QPointF(399.5, 299.5)) == (1199, 899)
+    # Device pixel 300 (logical 200.0): round_half_up(300·1199/599 = 600.5) = 601.
+    assert surface.map_to_guest(QPointF(200, 100)) == (601, (150 * 899 * 2 + 449) // 898)
+    image = surface.grab().toImage()
+    assert not image.isNull()
+
+
 def test_resize_guest_to_surface_asks_for_the_surface_size_in_device_pixels(
     qapp: QApplication, tmp_path: Path
 ) -> None:
