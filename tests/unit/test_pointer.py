@@ -249,6 +249,8 @@ def test_nothing_is_queued_before_the_guest_announced_the_pointer(
         await settle()
         assert runtime.session.bytes_to_send == 0
         assert bridge.guest_size() == (1024, 768)
+        with pytest.raises(ValueError, match="0..255"):
+            PointerBridge(runtime, display_id=256)
 
     run(qapp, scenario())
 

@@ -104,6 +104,9 @@ class PointerBridge:
         display_id: int = 0,
         min_interval: float = MIN_INTERVAL,
     ) -> None:
+        """:raises ValueError: a ``display_id`` that does not fit MOUSE_STATE's u8."""
+        if not 0 <= display_id <= 0xFF:
+            raise ValueError(f"display id {display_id}: MOUSE_STATE carries 0..255")
         self.runtime = runtime
         self.display_id = display_id
         #: Least seconds between two motion messages (0: one per loop turn at most).
