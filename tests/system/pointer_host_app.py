@@ -7,6 +7,7 @@ Why a process: see clipboard_host_app.py. Driven by JSON lines:
   display, the surface shows that display's screen (``import -window root``, standing for
   QMP screendump, which needs a QEMU) through the surface's screendump refresher;
 - stdin: ``{"cmd": "state"}``, ``{"cmd": "resize"}`` (resize the guest to the surface),
+  ``{"cmd": "transfer", "text": TEXT}`` (the file-transfer status line),
   ``{"cmd": "grab", "path": PNG}`` (a picture of the surface), ``{"cmd": "quit"}``;
 - stdout: ``{"ready": true, "window": ID, ...state}`` once the guest has the pointer and the
   window shows, and ``{"reply": CMD, ...}`` for each command.
@@ -101,6 +102,9 @@ async def serve(config: dict[str, Any]) -> None:
                 emit(reply="state", **state())
             elif cmd == "resize":
                 emit(reply="resize", ok=surface.resize_guest_to_surface(), **state())
+            elif cmd == "transfer":
+                surface.set_transfer_text(command["text"])
+                emit(reply="transfer")
             elif cmd == "grab":
                 ok = surface.grab().save(command["path"])
                 emit(reply="grab", ok=ok)

@@ -245,6 +245,15 @@ def _paint_guest_desktop(stack: AgentStack, workdir: Path) -> None:
     )
     stack.guest_run([find_binary("display") or "display", "-window", "root", str(picture)],
                     timeout=TIMEOUT)
+    xmessage = find_binary("xmessage")
+    if xmessage:  # a guest window (the stack stops it)
+        stack._guest_popen(
+            [xmessage, "-geometry", "+330+300", "-center", "Hello from the guest.\n"
+             "This window is on the guest's own X screen; the host surface shows it\n"
+             "through a screendump and points into it."],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.3)  # decoration for the picture: nothing waits on it
 
 
 def test_the_surface_shows_the_guest_screen_and_points_into_it(
@@ -261,6 +270,8 @@ def test_the_surface_shows_the_guest_screen_and_points_into_it(
     app.move(53 + 532, 399)
     assert reports(agent_stack, 1) == [[InputEvent(EV_ABS, ABS_X, 1023),
                                         InputEvent(EV_ABS, ABS_Y, 767), SYN]]
+    app.command("transfer", text="Sending report.pdf to the guest: 3.2 of 8.0 MiB (40 %)")
+    time.sleep(0.5)  # a fresh screendump with the guest window
     shot = tmp_path / "surface.png"
     assert app.command("grab", path=str(shot))["ok"]
     if os.environ.get("VDAGENT_SCREENSHOTS"):
@@ -268,7 +279,7 @@ def test_the_surface_shows_the_guest_screen_and_points_into_it(
         SCREENSHOT.write_bytes(shot.read_bytes())
     # The guest's picture fills the letterboxed area (its gradient, top to bottom), not the
     # placeholder; the bars beside it stay dark.
-    for (x, y), expected in [((300, 30), (56, 107, 161)), ((300, 380), (24, 54, 84)),
+    for (x, y), expected in [((300, 30), (56, 107, 161)), ((300, 350), (26, 57, 89)),
                              ((20, 200), (20, 20, 20))]:
         rgb = _pixel(shot, x, y)
         assert _near(rgb, expected), (x, y, rgb)

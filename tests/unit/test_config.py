@@ -117,3 +117,15 @@ def test_unreadable_and_binary_files_are_one_line(tmp_path: Path) -> None:
 )
 def test_sizes(value: object, size: int) -> None:
     assert parse_size(value, "x") == size
+
+
+def test_a_vm_may_give_its_display_size_for_the_pointer_surface(tmp_path: Path) -> None:
+    text = ('[[vm]]\nname = "a"\ndisplay = "1920x1080"\n[[vm.site]]\nagent = "unix:/a"\n'
+            '[[vm]]\nname = "b"\n[[vm.site]]\nagent = "unix:/b"\n')
+    a, b = load_config(write(tmp_path, text)).vms
+    assert a.policy.display == (1920, 1080) and b.policy.display is None
+    for bad, message in [('"big"', "expected a size such as"), ("1920", "expected a size"),
+                         ('"0x600"', "0x600 is out of range"),
+                         ('"99999x600"', "99999x600 is out of range")]:
+        with pytest.raises(ConfigError, match=f"vm\\[0\\].display: {message}"):
+            load_config(write(tmp_path, text.replace('"1920x1080"', bad)))

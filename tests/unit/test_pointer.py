@@ -249,6 +249,8 @@ def test_nothing_is_queued_before_the_guest_announced_the_pointer(
         await settle()
         assert runtime.session.bytes_to_send == 0
         assert bridge.guest_size() == (1024, 768)
+        with pytest.raises(ValueError, match="0..255"):
+            PointerBridge(runtime, display_id=256)
 
     run(qapp, scenario())
 
@@ -342,6 +344,28 @@ def test_mapping_keeps_the_aspect_ratio_and_reaches_both_corners(qapp: QApplicat
     up = surface_of((1600, 1200), (800, 600))  # larger than the guest
     assert up.map_to_guest(QPointF(0, 0)) == (0, 0)
     assert up.map_to_guest(QPointF(1599, 1199)) == (799, 599)
+
+
+class HiDpiSurface(PointerSurface):
+    """A surface on a screen with 1.5 device pixels per logical pixel."""
+
+    def devicePixelRatioF(self) -> float:  # noqa: N802 (Qt's name)
+        return 1.5
+
+
+def test_mapping_is_in_device_pixels_on_a_scaled_screen(qapp: QApplication) -> None:
+    bridge = PointerBridge(FakeRuntime(), guest_size=(1200, 900))
+    surface = HiDpiSurface(bridge, "vm")
+    surface.resize(400, 300)  # logical: 600×450 device pixels
+    assert surface.device_size() == (600, 450)
+    assert surface.guest_area() == (0, 0, 600, 450)
+    assert surface.map_to_guest(QPointF(0, 0)) == (0, 0)
+    # Logical 399.5 is device 599.25: the last device pixel, the guest's last.
+    assert surface.map_to_guest(QPointF(399.5, 299.5)) == (1199, 899)
+    # Device pixel 300 (logical 200.0): round_half_up(300·1199/599 = 600.5) = 601.
+    assert surface.map_to_guest(QPointF(200, 100)) == (601, (150 * 899 * 2 + 449) // 898)
+    image = surface.grab().toImage()
+    assert not image.isNull()
 
 
 def test_resize_guest_to_surface_asks_for_the_surface_size_in_device_pixels(
@@ -581,6 +605,8 @@ def test_runtime_screendump_without_qmp_is_false(qapp: QApplication, tmp_path: P
     async def scenario() -> None:
         async with connected(tmp_path) as vm:
             assert not await vm.runtime.screendump(tmp_path / "screen")
+            with pytest.raises(ScreenUnavailable, match="no QMP monitor configured"):
+                await GuestScreen(vm.runtime)()
 
     run(qapp, scenario())
 
@@ -592,5 +618,118 @@ def test_mouse_state_messages_are_13_byte_bodies(qapp: QApplication, tmp_path: P
             await until(lambda: vm.guest.mouse)
             assert vm.guest.mouse == [MouseState(3, 4, MouseButton.NONE, 0)]
             assert "mouse event for unknown monitor" not in vm.guest.log
+
+    run(qapp, scenario())
+
+
+# ------------------------------------------------------------------ screendump over QMP
+
+
+class FakeQemu:
+    """A QMP monitor that answers like QEMU: ``png`` says whether ``screendump`` takes
+    ``format=png`` (QEMU >= 7.1); ``fail`` makes every dump fail as with no display."""
+
+    def __init__(self, path: Path, *, png: bool, fail: bool = False) -> None:
+        self.path, self.png, self.fail = path, png, fail
+        self.dumps: list[dict[str, Any]] = []
+        self.server: asyncio.AbstractServer | None = None
+
+    async def __aenter__(self) -> FakeQemu:
+        self.server = await asyncio.start_unix_server(self._serve, str(self.path))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import json
+
+        def send(obj: dict[str, Any]) -> None:
+            writer.write(json.dumps(obj).encode() + b"\r\n")
+
+        send({"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0},
+                                  "package": ""}, "capabilities": []}})
+        decoder, buf = json.JSONDecoder(), ""
+        try:
+            while chunk := await reader.read(65536):
+                buf += chunk.decode()
+                while buf.strip():  # QMP is a stream of JSON values, not lines
+                    try:
+                        msg, end = decoder.raw_decode(buf.lstrip())
+                    except json.JSONDecodeError:
+                        break
+                    buf = buf.lstrip()[end:]
+                    self._answer(msg, send)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    def _answer(self, msg: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+        name, args, ident = msg["execute"], msg.get("arguments", {}), msg.get("id")
+        reply: dict[str, Any] = {"return": {}}
+        if name == "query-status":
+            reply = {"return": {"status": "running", "running": True}}
+        elif name == "screendump":
+            self.dumps.append(args)
+            if self.fail:
+                reply = {"error": {"class": "GenericError",
+                                   "desc": "There is no console to take a "
+                                           "screendump from"}}
+            elif "format" in args and not self.png:
+                reply = {"error": {"class": "GenericError",
+                                   "desc": "Parameter 'format' is unexpected"}}
+            else:
+                image = QImage(40, 30, QImage.Format.Format_RGB32)
+                image.fill(QColor("navy"))
+                fmt = b"png" if "format" in args else b"ppm"
+                assert QImageWriter(args["filename"], fmt).write(image)
+        if ident is not None:
+            reply["id"] = ident
+        send(reply)
+
+
+@pytest.mark.parametrize("png", [True, False], ids=["qemu-7.1+", "older-qemu"])
+def test_runtime_screendump_uses_the_followers_monitor_png_or_ppm(
+    qapp: QApplication, tmp_path: Path, png: bool
+) -> None:
+    async def scenario() -> None:
+        agent, qmp = tmp_path / "agent.sock", tmp_path / "qmp.sock"
+        async with GuestServer(agent), FakeQemu(qmp, png=png) as qemu:
+            runtime = VmRuntime("vm", [Site(Endpoint("unix", path=str(agent)),
+                                            Endpoint("unix", path=str(qmp)))], delays=quick)
+            task = asyncio.create_task(runtime.run())
+            await until(lambda: runtime._monitors)
+            screen = GuestScreen(runtime)
+            for _ in range(2):
+                image = await screen()
+                assert image is not None and (image.width(), image.height()) == (40, 30)
+            # One monitor (the follower's), and older QEMUs are asked for PNG only once.
+            formats = [d.get("format") for d in qemu.dumps]
+            assert formats == (["png", "png"] if png else ["png", None, None])
+            assert all(Path(d["filename"]).is_absolute() for d in qemu.dumps)
+            screen.close()
+            await runtime.stop()
+            await asyncio.wait_for(task, 5)
+            assert not runtime._monitors
+            assert not await runtime.screendump(tmp_path / "screen")  # no monitor open
+
+    run(qapp, scenario())
+
+
+def test_a_failed_screendump_says_why(qapp: QApplication, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        agent, qmp = tmp_path / "agent.sock", tmp_path / "qmp.sock"
+        async with GuestServer(agent), FakeQemu(qmp, png=True, fail=True):
+            runtime = VmRuntime("vm", [Site(Endpoint("unix", path=str(agent)),
+                                            Endpoint("unix", path=str(qmp)))], delays=quick)
+            task = asyncio.create_task(runtime.run())
+            await until(lambda: runtime._monitors)
+            with pytest.raises(ScreenUnavailable, match="no console to take a screendump"):
+                await GuestScreen(runtime)()
+            await runtime.stop()
+            await asyncio.wait_for(task, 5)
 
     run(qapp, scenario())

@@ -104,6 +104,9 @@ class PointerBridge:
         display_id: int = 0,
         min_interval: float = MIN_INTERVAL,
     ) -> None:
+        """:raises ValueError: a ``display_id`` that does not fit MOUSE_STATE's u8."""
+        if not 0 <= display_id <= 0xFF:
+            raise ValueError(f"display id {display_id}: MOUSE_STATE carries 0..255")
         self.runtime = runtime
         self.display_id = display_id
         #: Least seconds between two motion messages (0: one per loop turn at most).
@@ -392,6 +395,10 @@ class GuestScreen:
         path = self._path()
         try:
             if not await self._vm.screendump(path):
+                site = getattr(self._vm, "site", None)
+                if site is not None and getattr(site, "qmp", True) is None:
+                    raise ScreenUnavailable("no screen image: this QEMU has no QMP monitor "
+                                            "configured")
                 raise ScreenUnavailable("no screen image: the QMP monitor is not connected")
         except QmpError as err:
             raise ScreenUnavailable(f"no screen image: {err}") from err

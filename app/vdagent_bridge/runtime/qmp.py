@@ -120,8 +120,8 @@ class QmpMonitor:
 
         QEMU opens and writes the file itself, as the user QEMU runs as: under libvirt
         (QEMU as another user) the directory must be writable by that user. PNG needs
-        QEMU >= 7.1; an older QEMU rejects the ``format`` argument, and the dump is retried
-        (and from then on made) as PPM.
+        QEMU >= 7.1 built with libpng; otherwise QEMU rejects ``format=png``, and the dump is
+        retried (and from then on made) as PPM.
 
         :raises QmpError: the dump failed (no display device, a path QEMU cannot write,
             the monitor went away).
@@ -131,7 +131,9 @@ class QmpMonitor:
                 await self._client.execute("screendump", {"filename": path, "format": "png"})
             except ExecuteError as err:
                 desc = str(err.error.error.desc)
-                if self.png_screendump or "format" not in desc:
+                # < 7.1: "Parameter 'format' is unexpected"; built without libpng: "Enable
+                # PNG support with libpng for screendump".
+                if self.png_screendump or not ("format" in desc or "png" in desc.lower()):
                     raise QmpError(f"QMP screendump on {self.endpoint} failed: {desc}") from err
                 log.info("%s: no PNG screendump (%s); using PPM", self.endpoint, desc)
                 self.png_screendump = False
