@@ -78,6 +78,10 @@ log = logging.getLogger(__name__)
 DEMO_VM = "demo"
 #: The settings file, in the state directory.
 SETTINGS_FILE = "settings.json"
+#: With no tray at start, how long the app keeps looking for one to appear (a panel started
+#: after the app, as at login), and how often.
+TRAY_WAIT = 120.0
+TRAY_POLL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +177,23 @@ class Application(Controller):
         options: Options,
         *,
         clipboard: QClipboard | None = None,
-        tray_available: bool | None = None,
+        tray_available: bool | Callable[[], bool] | None = None,
         delays: Callable[[], Iterator[float]] = backoff,
     ) -> None:
         super().__init__()
         self.options = options
         self._clipboard = clipboard or QGuiApplication.clipboard()
-        self._tray_available = tray_available
+        # A fixed answer (tests), or a probe asked at start and, without a tray, again until
+        # one appears (:data:`TRAY_WAIT`).
+        self._tray_probe: Callable[[], bool]
+        if tray_available is None:
+            self._tray_probe = QSystemTrayIcon.isSystemTrayAvailable
+        elif callable(tray_available):
+            self._tray_probe = tray_available
+        else:
+            fixed = bool(tray_available)
+            self._tray_probe = lambda: fixed
+        self._watch_tray = tray_available is None or callable(tray_available)
         self._delays = delays
         self.settings = Settings.load(options.paths.state / SETTINGS_FILE)
         self.autostart = Autostart(options.autostart_command, options.autostart_dir)
@@ -276,9 +290,7 @@ class Application(Controller):
         # Closing a window (the demo guest's, an About box) must not end the Qt loop under
         # the asyncio one: quitting goes through quit() and the ordered shutdown.
         QGuiApplication.setQuitOnLastWindowClosed(False)
-        available = self._tray_available
-        if available is None:
-            available = QSystemTrayIcon.isSystemTrayAvailable()
+        available = self._tray_probe()
         if self.demo is not None:  # first: the tray and the window offer to show it
             self.demo_window = DemoGuestWindow(self.demo)
         if self.options.tray and available:
@@ -287,10 +299,31 @@ class Application(Controller):
         else:
             if self.options.tray:
                 log.info("no system tray on this desktop: showing a window instead")
+                if self._watch_tray:
+                    self._spawn(self._await_tray(), "await-tray")
             self.window = MainWindow(self)
             self.window.show()
         if self.demo_window is not None:
             self.demo_window.show()
+
+    async def _await_tray(self) -> None:
+        """Move to the tray when one appears after the start: at login the app may start
+        before the panel that hosts the tray."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + TRAY_WAIT
+        while loop.time() < end and not self._stopping:
+            await asyncio.sleep(TRAY_POLL)
+            if self._stopping or not self._tray_probe():
+                continue
+            log.info("a system tray appeared: moving to the tray")
+            self.tray = Tray(self)
+            self.tray.show()
+            if self.window is not None:
+                self.window.close_for_quit()
+                self.window.deleteLater()
+                self.window = None
+            self.changed.emit()
+            return
 
     async def _shutdown(self) -> None:
         self._stopping = True

@@ -48,6 +48,10 @@ wait_for() {
     until "$@" >/dev/null 2>&1; do
         if ((SECONDS >= end)); then
             echo "screenshot_app.sh: timed out waiting for $what" >&2
+            if [[ -s $WORK/app.log ]]; then
+                echo "--- the app's log:" >&2
+                tail -n 40 "$WORK/app.log" >&2
+            fi
             exit 1
         fi
         sleep 0.2

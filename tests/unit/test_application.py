@@ -404,6 +404,31 @@ def test_the_tray_is_used_where_there_is_one(
     assert (paths.config / "a" / AUTOSTART_FILE).is_file()
 
 
+def test_a_tray_that_appears_after_the_start_takes_over_from_the_window(
+    qapp: QApplication, clipboard: QClipboard, paths: AppPaths,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At login the app may start before the panel hosting the tray: it shows its window,
+    keeps asking, and moves to the tray once there is one."""
+    monkeypatch.setattr(application_module, "TRAY_POLL", 0.02)
+    answers = iter([False, False, False])
+    app = Application(Options(paths=paths, demo=True, autostart_dir=paths.config / "a"),
+                      tray_available=lambda: next(answers, True), delays=quick)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(app.run())
+        await until(lambda: app.window is not None, "the window first")
+        window = app.window
+        assert window is not None and app.tray is None
+        await until(lambda: app.tray is not None, "the tray")
+        assert app.window is None
+        assert not shiboken6.isValid(window) or not window.isVisible()
+        app.quit()
+        await task
+
+    run(qapp, scenario())
+
+
 def test_unusable_settings_are_reported_at_start(
     qapp: QApplication, clipboard: QClipboard, paths: AppPaths
 ) -> None:
