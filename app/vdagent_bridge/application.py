@@ -194,6 +194,8 @@ class Application(Controller):
             fixed = bool(tray_available)
             self._tray_probe = lambda: fixed
         self._watch_tray = tray_available is None or callable(tray_available)
+        #: Whether the desktop has a tray (used or not: ``--no-tray``), for the desktop note.
+        self._tray_exists = False
         self._delays = delays
         self.settings = Settings.load(options.paths.state / SETTINGS_FILE)
         self.autostart = Autostart(options.autostart_command, options.autostart_dir)
@@ -291,6 +293,7 @@ class Application(Controller):
         # the asyncio one: quitting goes through quit() and the ordered shutdown.
         QGuiApplication.setQuitOnLastWindowClosed(False)
         available = self._tray_probe()
+        self._tray_exists = available
         if self.demo is not None:  # first: the tray and the window offer to show it
             self.demo_window = DemoGuestWindow(self.demo)
         if self.options.tray and available:
@@ -316,6 +319,7 @@ class Application(Controller):
             if self._stopping or not self._tray_probe():
                 continue
             log.info("a system tray appeared: moving to the tray")
+            self._tray_exists = True
             self.tray = Tray(self)
             self.tray.show()
             if self.window is not None:
@@ -477,7 +481,7 @@ class Application(Controller):
     def desktop_note(self) -> DesktopNote | None:
         return desktop_note(os.environ, QGuiApplication.platformName(),
                             selection=self._clipboard.supportsSelection(),
-                            tray=self.tray is not None,
+                            tray=self._tray_exists,
                             chose_xwayland=self.options.xwayland)
 
     def switches(self, name: str) -> Mapping[str, bool]:
