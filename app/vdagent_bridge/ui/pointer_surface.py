@@ -229,6 +229,10 @@ class PointerSurface(QWidget):
             return
         if image is None or image.isNull():
             return
+        previous = self._image
+        if previous is None or previous.size() != image.size():
+            log.info("%s: showing the guest screen (%d×%d)", self.vm_name, image.width(),
+                     image.height())
         self._problem = ""
         self.dumps += 1
         self._set_image(image)
