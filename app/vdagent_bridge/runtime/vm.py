@@ -666,7 +666,18 @@ class VmRuntime:
     def _schedule_save(self) -> None:
         if self.store is None or self._save_handle is not None:
             return
-        self._save_handle = asyncio.get_running_loop().call_later(SAVE_DELAY, self._save_now)
+        self._save_handle = asyncio.get_running_loop().call_later(SAVE_DELAY, self._save_later)
+
+    def _save_later(self) -> None:
+        """The debounced save. Output still queued for the guest is part of the snapshot,
+        and it can be a whole clipboard in flight to a slow guest: serialising megabytes
+        every second would stall the loop, so the save waits until the queue is down to the
+        high-water mark (the save when a connection ends takes it as it is)."""
+        self._save_handle = None
+        if self.session.bytes_to_send > self.gate.high:
+            self._schedule_save()
+            return
+        self._save_now()
 
     def _save_now(self) -> None:
         if self._save_handle is not None:
