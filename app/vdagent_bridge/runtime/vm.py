@@ -25,6 +25,13 @@ readable reason.
 
 The session state is saved to the :class:`StateStore` (debounced, and when a connection ends
 or the runtime stops), so it can be exported for another instance.
+
+Output and back-pressure: everything for the guest waits in the session's queue until a
+socket takes it (see runtime/connection.py). One :class:`OutputGate` per VM holds the
+high-water mark over that queue, whichever connection writes it (the destination, during a
+migration switchover): :attr:`VmRuntime.writable` and :meth:`VmRuntime.wait_writable` for
+producers, :meth:`VmRuntime.send_mouse` coalesces motion, :meth:`VmRuntime.send_files` sends
+files at the pace the guest reads them.
 """
 
 from __future__ import annotations
