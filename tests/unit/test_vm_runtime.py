@@ -18,6 +18,7 @@ from vdagent_bridge.protocol import (
     Owner,
     Selection,
 )
+from vdagent_bridge.protocol.messages import ClipboardData
 from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
 from vdagent_bridge.state import StateStore
 
@@ -202,5 +203,25 @@ def test_an_unanswered_announce_drops_the_connection_and_waits_before_announcing
         await asyncio.wait_for(task, 5)
         server.close()
         await server.wait_closed()
+
+    asyncio.run(scenario())
+
+
+def test_the_debounced_save_waits_while_a_large_output_is_queued(tmp_path: Path) -> None:
+    """Queued output is part of the saved conversation; a whole clipboard on its way to a
+    slow guest is not serialised every second: the save waits until the queue is down to
+    the high-water mark."""
+
+    async def scenario() -> None:
+        store = StateStore(tmp_path / "state")
+        vm = VmRuntime("vm", [Site(Endpoint("unix", path=str(tmp_path / "s")))], store=store)
+        vm.session.start(vm.now())
+        vm.session.send(ClipboardData(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT,
+                                      bytes(2 * vm.gate.high)))
+        vm._save_later()
+        assert store.load("vm") is None and vm._save_handle is not None  # later
+        vm.session.consume_output(vm.session.bytes_to_send)  # the guest read it
+        vm._save_later()
+        assert store.load("vm") is not None
 
     asyncio.run(scenario())

@@ -23,9 +23,12 @@ queued, producers (file data, the read loop answering requests) wait until the q
 to :data:`LOW_WATER`. The read loop checks it after every event, so a guest asking for many
 large answers in one read gets them one at a time, as it reads them.
 
-Reading yields to the loop at least every :data:`TURN_BUDGET` seconds while a large read is
-worked through (a storm of thousands of small messages must not stall the UI and the other
-VMs), and feeds the session at most :data:`FEED_SLICE` bytes at a time.
+Reading yields to the loop at least every :data:`TURN_BUDGET` seconds while a read is worked
+through (a storm of thousands of small messages must not stall the UI and the other VMs).
+Reads are at most :data:`READ_SIZE` bytes, which bounds the deframer's work per read (it
+splits a read into chunks at once; the messages are decoded one event at a time). A read is
+fed whole: the deframer keeps views of a read rather than copies only when they cover most
+of it, so feeding slices of a large read would copy a large transfer.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from ..protocol import Event, HostSession, RemoteProtocolError
 
 log = logging.getLogger(__name__)
 
-_READ_SIZE = 1024 * 1024
+#: Bytes read at most per ``recv`` (see the module docstring).
+READ_SIZE = 256 * 1024
 #: How long a close waits for the peer to take the output still queued.
 _CLOSE_TIMEOUT = 1.0
 #: Above this many queued bytes producers wait (:class:`OutputGate`) ...
@@ -63,8 +67,6 @@ _SEND_BUFFERS = 1024
 #: Bytes written per writer callback before the loop gets a turn (the rest follows on the
 #: next one: the socket is still writable).
 _PUMP_BUDGET = 8 * 1024 * 1024
-#: Received bytes are fed to the session in slices of at most this.
-FEED_SLICE = 64 * 1024
 #: Longest stretch of event handling between two turns of the loop.
 TURN_BUDGET = 0.005
 
@@ -440,7 +442,7 @@ class AgentConnection:
             if self._write_error is not None:
                 raise self._write_error
             try:
-                return sock.recv(_READ_SIZE)
+                return sock.recv(READ_SIZE)
             except (BlockingIOError, InterruptedError):
                 pass
             waiter = loop.create_future()
@@ -473,14 +475,8 @@ class AgentConnection:
             while data := await self._receive(sock):
                 self.bytes_in += len(data)
                 self.last_input = self.now()
-                if len(data) <= FEED_SLICE:
-                    self.session.receive_data(data, self.last_input)
-                    await self._handle_input(turn)
-                else:
-                    view = memoryview(data)
-                    for pos in range(0, len(view), FEED_SLICE):
-                        self.session.receive_data(view[pos : pos + FEED_SLICE], self.now())
-                        await self._handle_input(turn)
+                self.session.receive_data(data, self.last_input)
+                await self._handle_input(turn)
                 self._after_input()
                 if loop.time() - turn[0] > TURN_BUDGET:
                     await asyncio.sleep(0)

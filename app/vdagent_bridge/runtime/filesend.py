@@ -28,7 +28,9 @@ still passed on to its ``on_event``. If the connection ends mid-transfer the tra
 ("the guest agent disconnected"): the next connection is fresh, and a fresh announce makes
 the agent drop its transfers. Across a live migration that the runtime follows with QMP the
 transfer *continues*: the guest never sees the host go, our output is held during the
-switchover and resumes on the destination, byte for byte.
+switchover (the sender waits at the high-water mark meanwhile) and resumes on the
+destination, byte for byte, and the verdict comes on whichever connection carries it. (Not
+exercised by a test: the QEMU test guest's agent answers every offer with DISABLED.)
 """
 
 from __future__ import annotations

@@ -25,6 +25,13 @@ readable reason.
 
 The session state is saved to the :class:`StateStore` (debounced, and when a connection ends
 or the runtime stops), so it can be exported for another instance.
+
+Output and back-pressure: everything for the guest waits in the session's queue until a
+socket takes it (see runtime/connection.py). One :class:`OutputGate` per VM holds the
+high-water mark over that queue, whichever connection writes it (the destination, during a
+migration switchover): :attr:`VmRuntime.writable` and :meth:`VmRuntime.wait_writable` for
+producers, :meth:`VmRuntime.send_mouse` coalesces motion, :meth:`VmRuntime.send_files` sends
+files at the pace the guest reads them.
 """
 
 from __future__ import annotations
@@ -691,7 +698,18 @@ class VmRuntime:
     def _schedule_save(self) -> None:
         if self.store is None or self._save_handle is not None:
             return
-        self._save_handle = asyncio.get_running_loop().call_later(SAVE_DELAY, self._save_now)
+        self._save_handle = asyncio.get_running_loop().call_later(SAVE_DELAY, self._save_later)
+
+    def _save_later(self) -> None:
+        """The debounced save. Output still queued for the guest is part of the snapshot,
+        and it can be a whole clipboard in flight to a slow guest: serialising megabytes
+        every second would stall the loop, so the save waits until the queue is down to the
+        high-water mark (the save when a connection ends takes it as it is)."""
+        self._save_handle = None
+        if self.session.bytes_to_send > self.gate.high:
+            self._schedule_save()
+            return
+        self._save_now()
 
     def _save_now(self) -> None:
         if self._save_handle is not None:
