@@ -658,6 +658,19 @@ class AgentStack:
         with self._uinput_cond:
             return list(self._uinput_events)
 
+    def uinput_reports(self, count: int, timeout: float = 15.0) -> list[list[InputEvent]]:
+        """Wait for ``count`` uinput reports (records up to and including a SYN_REPORT) and
+        return exactly those: what the guest's input stack reads as one event each."""
+        events = self.wait_uinput(
+            lambda ev: sum(e.type == EV_SYN for e in ev) >= count, timeout=timeout
+        )
+        reports: list[list[InputEvent]] = [[]]
+        for event in events:
+            reports[-1].append(event)
+            if event.type == EV_SYN:
+                reports.append([])
+        return [r for r in reports if r][:count]
+
     def clear_uinput_events(self) -> None:
         """Forget the records seen so far (the daemon's button state is kept)."""
         with self._uinput_cond:

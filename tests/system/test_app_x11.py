@@ -145,18 +145,6 @@ def start_app(desktop: str, tmp_path: Path) -> Iterator[Callable[[AgentStack], A
             print(app.log())
 
 
-def reports(stack: AgentStack, count: int) -> list[list[InputEvent]]:
-    """Wait for ``count`` uinput reports (each ends with SYN_REPORT); exactly those."""
-    events = stack.wait_uinput(lambda ev: sum(e.type == EV_SYN for e in ev) >= count,
-                               timeout=TIMEOUT)
-    out: list[list[InputEvent]] = [[]]
-    for event in events:
-        out[-1].append(event)
-        if event.type == EV_SYN:
-            out.append([])
-    return [f for f in out if f][:count]
-
-
 def drag_files(app: App, paths: list[Path], onto: str) -> None:
     """Drag ``paths`` from a file manager's window onto window ``onto``, as a user does."""
     mark = len(app.log())
@@ -207,15 +195,15 @@ def test_the_pointer_surface_of_the_app_points_and_clicks_in_the_guest(
 
     app.xdotool("mousemove", "--window", app.surface, "480", "200")
     x, y = guest_axis(480, SURFACE[0], GUEST[0]), guest_axis(200, SURFACE[1], GUEST[1])
-    assert reports(agent_stack, 1) == [[InputEvent(EV_ABS, ABS_X, x),
+    assert agent_stack.uinput_reports(1) == [[InputEvent(EV_ABS, ABS_X, x),
                                         InputEvent(EV_ABS, ABS_Y, y), SYN]]
     agent_stack.clear_uinput_events()
     app.xdotool("click", "1")
-    assert reports(agent_stack, 2) == [[InputEvent(EV_KEY, BTN_LEFT, 1), SYN],
+    assert agent_stack.uinput_reports(2) == [[InputEvent(EV_KEY, BTN_LEFT, 1), SYN],
                                        [InputEvent(EV_KEY, BTN_LEFT, 0), SYN]]
     agent_stack.clear_uinput_events()
     app.xdotool("mousemove", "--window", app.surface, "959", "719")
-    assert reports(agent_stack, 1) == [[InputEvent(EV_ABS, ABS_X, 1023),
+    assert agent_stack.uinput_reports(1) == [[InputEvent(EV_ABS, ABS_X, 1023),
                                         InputEvent(EV_ABS, ABS_Y, 767), SYN]]
 
 

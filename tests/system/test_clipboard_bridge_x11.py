@@ -9,12 +9,7 @@ display, where xclip plays the guest's applications.
 
 from __future__ import annotations
 
-import json
-import os
 import struct
-import subprocess
-import sys
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -23,7 +18,7 @@ from typing import Any
 
 import pytest
 from agent_stack import AgentStack, GuestCommandError
-from hostx import HostX
+from hostx import HostX, ScriptedApp
 
 pytestmark = pytest.mark.system
 
@@ -46,83 +41,15 @@ def host_x(host_display: str, tmp_path: Path) -> Iterator[HostX]:
 # ------------------------------------------------------------------ the host app
 
 
-class HostApp:
-    """The host app process and the JSON lines it prints."""
+class HostApp(ScriptedApp):
+    """tests/system/clipboard_host_app.py: the clipboard bridge and a VmRuntime per VM."""
 
     def __init__(self, display: str, vms: list[dict[str, Any]], workdir: Path) -> None:
-        runtime_dir = workdir / "xdg-runtime"
-        runtime_dir.mkdir(mode=0o700, exist_ok=True)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS")}
-        env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", XDG_RUNTIME_DIR=str(runtime_dir))
-        self.stderr_path = workdir / "host-app.log"
-        self.lines: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(HOST_APP), json.dumps({"vms": vms})],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
-            )
-        self._reader = threading.Thread(target=self._read, name="host-app-out", daemon=True)
-        self._reader.start()
-        self.wait(lambda line: bool(line.get("ready")), since=0)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self._cond:
-                self.lines.append(json.loads(raw))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def mark(self) -> int:
-        with self._cond:
-            return len(self.lines)
-
-    def wait(self, predicate: Callable[[dict[str, Any]], bool], since: int,
-             timeout: float = TIMEOUT) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines[since:]:
-                    if predicate(line):
-                        return line
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.proc.poll() is not None:
-                    raise AssertionError(
-                        f"host app: no matching line; last lines {self.lines[-8:]}; "
-                        f"rc={self.proc.poll()}; stderr:\n{self.stderr()}"
-                    )
-                self._cond.wait(min(remaining, 0.1))
+        super().__init__(HOST_APP, {"vms": vms}, display, workdir)
 
     def notices(self, since: int = 0) -> list[str]:
         with self._cond:
             return [line["notice"] for line in self.lines[since:] if "notice" in line]
-
-    def command(self, cmd: str, **fields: Any) -> dict[str, Any]:
-        since = self.mark()
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps({"cmd": cmd, **fields}) + "\n").encode())
-        self.proc.stdin.flush()
-        return self.wait(lambda line: line.get("reply") == cmd, since)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")[-4000:]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.command("quit")
-                self.proc.wait(10)
-            except (AssertionError, OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 @pytest.fixture

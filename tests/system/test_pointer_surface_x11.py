@@ -13,11 +13,8 @@ window's first and last pixels reach the guest's first and last.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +35,7 @@ from agent_stack import (
     InputEvent,
     find_binary,
 )
-from hostx import require
+from hostx import ScriptedApp, require
 
 pytestmark = pytest.mark.system
 
@@ -54,61 +51,12 @@ def guest_axis(cell: int, size: int, guest: int) -> int:
     return (cell * (guest - 1) * 2 + (size - 1)) // ((size - 1) * 2)
 
 
-class PointerApp:
-    """The host app process and the JSON lines it prints."""
+class PointerApp(ScriptedApp):
+    """tests/system/pointer_host_app.py: a VmRuntime, its PointerBridge and a surface."""
 
     def __init__(self, display: str, config: dict[str, Any], workdir: Path) -> None:
-        runtime_dir = workdir / "xdg-runtime"
-        runtime_dir.mkdir(mode=0o700, exist_ok=True)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS")}
-        env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", XDG_RUNTIME_DIR=str(runtime_dir))
-        self.display = display
-        self.stderr_path = workdir / "pointer-app.log"
-        self.lines: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(HOST_APP), json.dumps(config)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
-            )
-        self._reader = threading.Thread(target=self._read, name="pointer-app-out", daemon=True)
-        self._reader.start()
-        self.ready = self.wait(lambda line: bool(line.get("ready")), since=0)
+        super().__init__(HOST_APP, config, display, workdir)
         self.window = str(self.ready["window"])
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self._cond:
-                self.lines.append(json.loads(raw))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait(self, predicate: Callable[[dict[str, Any]], bool], since: int,
-             timeout: float = TIMEOUT) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines[since:]:
-                    if predicate(line):
-                        return line
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.proc.poll() is not None:
-                    raise AssertionError(
-                        f"pointer app: no matching line; last lines {self.lines[-8:]}; "
-                        f"rc={self.proc.poll()}; stderr:\n{self.stderr()}"
-                    )
-                self._cond.wait(min(remaining, 0.1))
-
-    def command(self, cmd: str, **fields: Any) -> dict[str, Any]:
-        with self._cond:
-            since = len(self.lines)
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps({"cmd": cmd, **fields}) + "\n").encode())
-        self.proc.stdin.flush()
-        return self.wait(lambda line: line.get("reply") == cmd, since)
 
     def xdotool(self, *args: object) -> None:
         """Run xdotool on the host display (the user's mouse)."""
@@ -118,23 +66,6 @@ class PointerApp:
 
     def move(self, x: int, y: int) -> None:
         self.xdotool("mousemove", "--sync", "--window", self.window, x, y)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")[-4000:]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.command("quit")
-                self.proc.wait(10)
-            except (AssertionError, OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -152,18 +83,6 @@ def start_app(host_display: str, tmp_path: Path) -> Iterator[Callable[..., Point
     yield start
     for app in apps:
         app.close()
-
-
-def reports(stack: AgentStack, count: int) -> list[list[InputEvent]]:
-    """Wait for ``count`` uinput reports (each ends with SYN_REPORT); exactly those."""
-    events = stack.wait_uinput(lambda ev: sum(e.type == EV_SYN for e in ev) >= count,
-                               timeout=TIMEOUT)
-    out: list[list[InputEvent]] = [[]]
-    for event in events:
-        out[-1].append(event)
-        if event.type == EV_SYN:
-            out.append([])
-    return [f for f in out if f][:count]
 
 
 def warm_up(app: PointerApp, stack: AgentStack) -> None:
@@ -185,17 +104,17 @@ def test_xdotool_moves_clicks_and_wheel_on_the_surface_land_on_the_guest_pixels(
     app.move(100, 50)
     x, y = guest_axis(100, 512, 1024), guest_axis(50, 384, 768)
     assert (x, y) == (200, 100)
-    assert reports(agent_stack, 1) == [[InputEvent(EV_ABS, ABS_X, x),
+    assert agent_stack.uinput_reports(1) == [[InputEvent(EV_ABS, ABS_X, x),
                                         InputEvent(EV_ABS, ABS_Y, y), SYN]]
     agent_stack.clear_uinput_events()
     app.xdotool("click", "1")
-    assert reports(agent_stack, 2) == [[InputEvent(EV_KEY, BTN_LEFT, 1), SYN],
+    assert agent_stack.uinput_reports(2) == [[InputEvent(EV_KEY, BTN_LEFT, 1), SYN],
                                        [InputEvent(EV_KEY, BTN_LEFT, 0), SYN]]
 
     agent_stack.clear_uinput_events()
     app.move(511, 383)  # the window's last pixel: the guest's last
     app.xdotool("click", "3")
-    assert reports(agent_stack, 3) == [
+    assert agent_stack.uinput_reports(3) == [
         [InputEvent(EV_ABS, ABS_X, 1023), InputEvent(EV_ABS, ABS_Y, 767), SYN],
         [InputEvent(EV_KEY, BTN_RIGHT, 1), SYN],
         [InputEvent(EV_KEY, BTN_RIGHT, 0), SYN],
@@ -204,12 +123,12 @@ def test_xdotool_moves_clicks_and_wheel_on_the_surface_land_on_the_guest_pixels(
     agent_stack.clear_uinput_events()
     app.xdotool("click", "4")  # wheel up
     app.xdotool("click", "5")  # wheel down
-    assert reports(agent_stack, 4) == [[InputEvent(EV_REL, REL_WHEEL, 1), SYN], [SYN],
+    assert agent_stack.uinput_reports(4) == [[InputEvent(EV_REL, REL_WHEEL, 1), SYN], [SYN],
                                        [InputEvent(EV_REL, REL_WHEEL, -1), SYN], [SYN]]
 
     agent_stack.clear_uinput_events()
     app.move(0, 0)  # the window's first pixel: the guest's first
-    assert reports(agent_stack, 1) == [[InputEvent(EV_ABS, ABS_X, 0),
+    assert agent_stack.uinput_reports(1) == [[InputEvent(EV_ABS, ABS_X, 0),
                                         InputEvent(EV_ABS, ABS_Y, 0), SYN]]
 
 
@@ -226,7 +145,7 @@ def test_resize_guest_to_surface_resizes_the_guest_screen_and_maps_one_to_one(
     warm_up(app, agent_stack)
     app.move(300, 200)
     app.move(639, 399)
-    assert reports(agent_stack, 2) == [
+    assert agent_stack.uinput_reports(2) == [
         [InputEvent(EV_ABS, ABS_X, 300), InputEvent(EV_ABS, ABS_Y, 200), SYN],
         [InputEvent(EV_ABS, ABS_X, 639), InputEvent(EV_ABS, ABS_Y, 399), SYN],
     ]
@@ -268,7 +187,7 @@ def test_the_surface_shows_the_guest_screen_and_points_into_it(
     assert app.ready["area"] == [53, 0, 533, 400]
     warm_up(app, agent_stack)
     app.move(53 + 532, 399)
-    assert reports(agent_stack, 1) == [[InputEvent(EV_ABS, ABS_X, 1023),
+    assert agent_stack.uinput_reports(1) == [[InputEvent(EV_ABS, ABS_X, 1023),
                                         InputEvent(EV_ABS, ABS_Y, 767), SYN]]
     app.command("transfer", text="Sending report.pdf to the guest: 3.2 of 8.0 MiB (40 %)")
     time.sleep(0.5)  # a fresh screendump with the guest window

@@ -321,24 +321,6 @@ def test_16_mib_of_text_from_host_to_guest(agent_stack: AgentStack) -> None:
 # ----------------------------------------------------------------------------- pointer
 
 
-def frames(events: list[InputEvent]) -> list[list[InputEvent]]:
-    """uinput records split into reports (each ends with SYN_REPORT)."""
-    out: list[list[InputEvent]] = [[]]
-    for event in events:
-        out[-1].append(event)
-        if event.type == EV_SYN:
-            out.append([])
-    return [f for f in out if f]
-
-
-def uinput_reports(stack: AgentStack, count: int) -> list[list[InputEvent]]:
-    """Wait for ``count`` uinput reports and return exactly those."""
-    events = stack.wait_uinput(
-        lambda ev: sum(e.type == EV_SYN for e in ev) >= count, timeout=TIMEOUT
-    )
-    return frames(events)[:count]
-
-
 SYN = InputEvent(EV_SYN, 0, 0)
 
 
@@ -347,7 +329,7 @@ def test_mouse_moves_land_on_the_right_pixels(agent_stack: AgentStack, host: Hos
     for x, y in [(100, 200), (640, 200), (640, 480), (0, 0), (1023, 767)]:
         assert host.session.send_mouse(x, y)
     host.flush()
-    assert uinput_reports(agent_stack, 5) == [
+    assert agent_stack.uinput_reports(5) == [
         [InputEvent(EV_ABS, ABS_X, 100), InputEvent(EV_ABS, ABS_Y, 200), SYN],
         [InputEvent(EV_ABS, ABS_X, 640), SYN],  # only what changed is reported
         [InputEvent(EV_ABS, ABS_Y, 480), SYN],
@@ -378,7 +360,7 @@ def test_mouse_buttons_press_and_release(agent_stack: AgentStack, host: HostDriv
             ]
         )
         expected.append([InputEvent(EV_KEY, code, 0), SYN])
-    assert uinput_reports(agent_stack, len(expected)) == expected
+    assert agent_stack.uinput_reports(len(expected)) == expected
 
 
 def test_wheel_steps_up_and_down(agent_stack: AgentStack, host: HostDriver) -> None:
@@ -388,7 +370,7 @@ def test_wheel_steps_up_and_down(agent_stack: AgentStack, host: HostDriver) -> N
     host.session.send_wheel(False, 300, 400)
     host.flush()
     # Each step is the wheel bit pressed then released: REL_WHEEL on the press only.
-    assert uinput_reports(agent_stack, 6) == [
+    assert agent_stack.uinput_reports(6) == [
         [
             InputEvent(EV_ABS, ABS_X, 300),
             InputEvent(EV_ABS, ABS_Y, 400),
@@ -485,7 +467,7 @@ def test_monitors_config_resizes_the_guest_screen(
     agent_stack.clear_uinput_events()
     host.session.send_mouse(5000, 5000)
     host.flush()
-    assert uinput_reports(agent_stack, 1) == [
+    assert agent_stack.uinput_reports(1) == [
         [InputEvent(EV_ABS, ABS_X, 799), InputEvent(EV_ABS, ABS_Y, 599), SYN]
     ]
 
