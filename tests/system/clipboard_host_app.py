@@ -20,8 +20,6 @@ import asyncio
 import json
 import os
 import sys
-import threading
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "app"))
 os.environ["QT_API"] = "pyside6"  # the binding qasync uses, whatever the import order
 
 import qasync  # noqa: E402
+from host_app_io import commands, emit, quick  # noqa: E402
 from PySide6.QtGui import QClipboard, QGuiApplication  # noqa: E402
 
 from vdagent_bridge.bridges import ClipboardBridge, ClipboardPolicy  # noqa: E402
@@ -48,16 +47,6 @@ _REPORTED = (ClipboardGrabbed, ClipboardReceived, ClipboardReleased, ClipboardRe
              ClipboardRequestFailed)
 
 
-def emit(**fields: Any) -> None:
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
-
-
-def quick() -> Iterator[float]:
-    while True:
-        yield 0.05
-
-
 def on_event(bridge: ClipboardBridge, name: str, event: Event) -> None:
     bridge.handle_event(name, event)
     if isinstance(event, _REPORTED):
@@ -65,7 +54,6 @@ def on_event(bridge: ClipboardBridge, name: str, event: Event) -> None:
 
 
 async def serve(config: dict[str, Any]) -> None:
-    loop = asyncio.get_running_loop()
     bridge = ClipboardBridge()
     bridge.notice.connect(lambda text: emit(notice=text))
     clipboard = QGuiApplication.clipboard()
@@ -85,20 +73,13 @@ async def serve(config: dict[str, Any]) -> None:
         runtimes.append(runtime)
     tasks = [asyncio.create_task(r.run(), name=f"{r.name}-runtime") for r in runtimes]
 
-    commands: asyncio.Queue[str] = asyncio.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(commands.put_nowait, line)
-        loop.call_soon_threadsafe(commands.put_nowait, '{"cmd": "quit"}')
-
-    threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
+    queue = commands()
     try:
         while not all(r.session.clipboard_ready for r in runtimes):
             await asyncio.sleep(0.01)
         emit(ready=True, supports_selection=clipboard.supportsSelection())
         while True:
-            command = json.loads(await commands.get())
+            command = await queue.get()
             cmd = command["cmd"]
             if cmd == "quit":
                 emit(reply="quit")

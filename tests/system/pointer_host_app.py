@@ -20,8 +20,6 @@ import json
 import os
 import shutil
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "app"))
 os.environ["QT_API"] = "pyside6"  # the binding qasync uses, whatever the import order
 
 import qasync  # noqa: E402
+from host_app_io import commands, emit, quick  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from vdagent_bridge.bridges import PointerBridge  # noqa: E402
 from vdagent_bridge.runtime import Endpoint, Site, VmRuntime  # noqa: E402
 from vdagent_bridge.ui.pointer_surface import PointerSurface  # noqa: E402
-
-
-def emit(**fields: Any) -> None:
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
-
-
-def quick() -> Iterator[float]:
-    while True:
-        yield 0.05
 
 
 def x_screen(display: str) -> Any:
@@ -64,7 +53,6 @@ def x_screen(display: str) -> Any:
 
 
 async def serve(config: dict[str, Any]) -> None:
-    loop = asyncio.get_running_loop()
     runtime = VmRuntime("guest", [Site(Endpoint("unix", path=config["socket"]))], delays=quick)
     task = asyncio.create_task(runtime.run(), name="runtime")
     bridge = PointerBridge(runtime)
@@ -79,21 +67,14 @@ async def serve(config: dict[str, Any]) -> None:
                 "device_size": list(surface.device_size()), "sent": bridge.sent,
                 "dumps": surface.dumps, "dpr": surface.devicePixelRatioF()}
 
-    commands: asyncio.Queue[str] = asyncio.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(commands.put_nowait, line)
-        loop.call_soon_threadsafe(commands.put_nowait, '{"cmd": "quit"}')
-
-    threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
+    queue = commands()
     try:
         while not (runtime.session.mouse_ready and surface.isVisible()
                    and (not display or surface.dumps)):
             await asyncio.sleep(0.01)
         emit(ready=True, window=int(surface.winId()), **state())
         while True:
-            command = json.loads(await commands.get())
+            command = await queue.get()
             cmd = command["cmd"]
             if cmd == "quit":
                 emit(reply="quit")
