@@ -74,9 +74,25 @@ PIDS+=($!)
 wait_for 10 "Xvfb" xprop -root
 mkdir -p "$WORK/home" "$WORK/runtime"
 chmod 700 "$WORK/runtime"
-HOME="$WORK/home" icewm >"$WORK/icewm.log" 2>&1 &
-PIDS+=($!)
-wait_for 10 "IceWM" sh -c "xprop -root _NET_SUPPORTING_WM_CHECK | grep -q window"
+# IceWM's system tray comes a moment after the WM, and now and then not at all (seen: about
+# one start in ten on a loaded machine): wait for it, and start IceWM again if it does not
+# come. (The app itself moves to a tray that appears after it, but the screenshot wants the
+# tray from the start.)
+tray_up() { xwininfo -root -tree | grep -q '"SystemTray"'; }
+for attempt in 1 2 3; do
+    HOME="$WORK/home" icewm >>"$WORK/icewm.log" 2>&1 &
+    icewm_pid=$!
+    PIDS+=("$icewm_pid")
+    wait_for 10 "IceWM" sh -c "xprop -root _NET_SUPPORTING_WM_CHECK | grep -q window"
+    end=$((SECONDS + 5))
+    until tray_up || ((SECONDS >= end)); do sleep 0.1; done
+    tray_up && break
+    echo "screenshot_app.sh: IceWM started without its tray (attempt $attempt); again" >&2
+    kill "$icewm_pid" 2>/dev/null || true
+    wait "$icewm_pid" 2>/dev/null || true
+done
+tray_up || { echo "screenshot_app.sh: IceWM's tray never came" >&2; exit 1; }
+sleep 0.5
 xsetroot -solid '#3b5876'
 
 APP_PID=""
