@@ -129,12 +129,12 @@ class _Vm:
     config: VmConfig
     runtime: VmRuntime
     switches: dict[str, bool]
+    pointer: PointerBridge
     task: asyncio.Task[None] | None = None
     #: The runstate the UI last heard of (to word the notifications).
     shown: Runstate = Runstate.IDLE
     migrations_seen: int = 0
     reconnecting: bool = False
-    pointer: PointerBridge | None = None
     #: Its pointer surface, made when first opened (it owns its screen source).
     surface: PointerSurface | None = None
     #: The task sending files, and the batches waiting for it.
@@ -267,9 +267,9 @@ class Application(Controller):
         )
         switches = switches_for(config.policy, self.settings.vm(config.name),
                                 self.options.overrides)
-        vm = _Vm(config, runtime, switches)
-        vm.pointer = PointerBridge(runtime, enabled=self._pointer_on(vm),
-                                   guest_size=config.policy.display)
+        vm = _Vm(config, runtime, switches,
+                 PointerBridge(runtime, guest_size=config.policy.display))
+        vm.pointer.set_enabled(self._pointer_on(vm))
         self._vms[config.name] = vm
         self.bridge.add_vm(runtime, self._clipboard_policy(vm))
         self._start_runtime(vm)
@@ -343,8 +343,7 @@ class Application(Controller):
                 vm.surface.close_for_quit()
                 vm.surface.deleteLater()
                 vm.surface = None
-            if vm.pointer is not None:
-                vm.pointer.close()
+            vm.pointer.close()
         # 2. The bridge stops following the host clipboard (what is on it stays).
         if self.bridge is not None:
             self.bridge.close()
@@ -432,8 +431,7 @@ class Application(Controller):
     def _apply(self, vm: _Vm) -> None:
         if self.bridge is None or self._stopping:
             return
-        if vm.pointer is not None:
-            vm.pointer.set_enabled(self._pointer_on(vm))
+        vm.pointer.set_enabled(self._pointer_on(vm))
         policy = self._clipboard_policy(vm)
         if self.bridge.policy(vm.name) != policy:
             self.bridge.set_policy(vm.name, policy)
@@ -539,7 +537,7 @@ class Application(Controller):
 
     def open_pointer_surface(self, vm: str) -> None:
         entry = self._vms.get(vm)
-        if entry is None or entry.pointer is None or self._stopping:
+        if entry is None or self._stopping:
             return
         if entry.surface is None:
             screendump = None
@@ -554,7 +552,7 @@ class Application(Controller):
 
     def resize_guest_to_surface(self, vm: str) -> None:
         entry = self._vms.get(vm)
-        if entry is None or entry.pointer is None or self._stopping:
+        if entry is None or self._stopping:
             return
         self.open_pointer_surface(vm)
         assert entry.surface is not None
