@@ -61,7 +61,7 @@ from vdagent_bridge.protocol.messages import (
     ClipboardRequest,
 )
 from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
-from vdagent_bridge.runtime.connection import HIGH_WATER
+from vdagent_bridge.runtime.connection import DIRECT_READ_SIZE, HIGH_WATER
 
 CB = Selection.CLIPBOARD
 TEXT = ClipboardType.UTF8_TEXT
@@ -270,6 +270,8 @@ def test_guest_to_host_transfer_cut_at_exact_offsets_then_the_next_one_succeeds(
                     await until(lambda m=mark: bool(vm.of_type(ClipboardReceived, m)))
                     received = vm.of_type(ClipboardReceived, mark)
                     assert len(received) == 1 and received[0].data == data  # type: ignore
+                    # Received into its own buffer, which the event hands over (no join).
+                    assert isinstance(received[0].data, bytearray)  # type: ignore
                     break
                 writer.close()
                 await vm.reconnected(before)
@@ -712,6 +714,41 @@ def test_a_4_gib_claim_over_a_socket_costs_nothing_and_a_reconnect_recovers(
             _, writer = await peer.accepted.get()
             writer.write(agent_bytes(ClipboardGrab(CB, (TEXT,), 0)))
             await until(lambda: bool(vm.of_type(ClipboardGrabbed)))
+            await vm.stop()
+
+    run(scenario)
+
+
+def test_a_clipboard_claim_at_the_limit_over_a_socket_allocates_only_what_arrives(
+    tmp_path: Path,
+) -> None:
+    """A large clipboard is received straight into its own buffer; the buffer grows with
+    the data (at most one read ahead), not to the size the guest claims."""
+    path = tmp_path / "agent.sock"
+
+    async def scenario() -> None:
+        async with ScriptedPeer(path) as peer:
+            vm = Vm(path)
+            vm.start()
+            _, writer = await peer.accepted.get()
+            await until(lambda: vm.session.clipboard_ready)
+            limit = vm.session.limits.max_message_size
+            gc.collect()
+            tracemalloc.start()
+            try:
+                writer.write(struct.pack("<II", 1, 20 + limit))
+                writer.write(struct.pack("<IIQI", 1, 4, 0, limit) + bytes(8))
+                for _ in range(8):
+                    writer.write(bytes(MIB // 4))
+                    await writer.drain()
+                conn = vm.runtime.connection
+                assert conn is not None
+                await until(lambda: conn.bytes_in >= len(CAPS) + 36 + 2 * MIB)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert vm.session.buffered() == 8 + 2 * MIB
+            assert peak < 2 * MIB + DIRECT_READ_SIZE + MIB, f"peak {peak / MIB:.1f} MiB"
             await vm.stop()
 
     run(scenario)

@@ -150,6 +150,72 @@ def test_guest_copy_is_grabbed_requested_and_received():
     assert pair.pump() == [ClipboardReceived(CB, PNG, b"\x89PNG...")]
 
 
+def deliver_into_buffers(host: HostSession, data: bytes, read: int) -> int:
+    """Hand ``data`` to the host as a socket would with the receive buffers: each read into
+    the buffer the session offers, or fed as bytes. Returns the bytes received in place."""
+    pos = in_place = 0
+    while pos < len(data):
+        view = host.receive_buffer(read)
+        if view is None:
+            host.receive_data(data[pos : pos + read], 0.0)
+            pos += read
+            continue
+        with view:
+            count = min(len(view), len(data) - pos)
+            view[:count] = data[pos : pos + count]
+        host.received_into(count, 0.0)
+        pos += count
+        in_place += count
+    return in_place
+
+
+@pytest.mark.parametrize(
+    ("caps", "kind", "sent", "received"),
+    [
+        (LINUX_AGENT_CAPS, PNG, b"\x89PNG" + bytes(range(256)) * 8192, None),
+        (
+            Caps.of([*LINUX_AGENT_CAPS, Capability.GUEST_LINEEND_CRLF]),
+            TEXT,
+            b"line\r\n" * 100_000,
+            b"line\n" * 100_000,
+        ),
+    ],
+    ids=["png", "crlf_text"],
+)
+def test_a_large_guest_clipboard_is_received_into_its_own_buffer(
+    caps: Caps, kind: ClipboardType, sent: bytes, received: bytes | None
+) -> None:
+    """HostSession.receive_buffer: the data lands in the buffer the event hands over."""
+    pair = Pair(guest=SimulatedGuest(caps=caps))
+    pair.guest.copy(CB, {kind: sent})
+    pair.pump()
+    pair.host.request_clipboard(CB, kind, pair.now)
+    pair.guest.receive_data(pair.host.data_to_send())
+    answer = pair.guest.data_to_send()
+    assert deliver_into_buffers(pair.host, answer, 100_000) >= len(sent) - 100_000
+    events, errors = drain(pair.host)
+    assert errors == []
+    assert events == [ClipboardReceived(CB, kind, received or sent)]
+    assert isinstance(events[0], ClipboardReceived)
+    assert isinstance(events[0].data, bytearray)  # no copy to bytes
+
+
+def test_a_large_clipboard_in_the_legacy_format_is_received_into_its_own_buffer() -> None:
+    """Without the selection prefix the data starts 4 bytes into the payload, not 8."""
+    caps = Caps.of([Capability.MOUSE_STATE, Capability.CLIPBOARD_BY_DEMAND])
+    session = HostSession()
+    session.start(0.0)
+    session.receive_data(agent_bytes(AnnounceCapabilities(True, caps.words), fmt=LEGACY), 0.0)
+    session.receive_data(agent_bytes(ClipboardGrab(CB, (PNG,), None), fmt=LEGACY), 0.0)
+    drain(session)
+    session.request_clipboard(CB, PNG, 0.0)
+    png = b"\x89PNG" + bytes(range(256)) * 12_000
+    answer = agent_bytes(ClipboardData(CB, PNG, png), fmt=LEGACY)
+    assert deliver_into_buffers(session, answer, 64 * 1024) > len(png) - 64 * 1024
+    events, errors = drain(session)
+    assert (events, errors) == ([ClipboardReceived(CB, PNG, png)], [])
+
+
 def test_primary_is_a_separate_selection():
     pair = Pair()
     pair.guest.copy(PRIMARY, {TEXT: b"selected"})

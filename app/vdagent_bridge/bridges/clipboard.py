@@ -217,7 +217,7 @@ class _Fetch:
     pending: set[ClipboardType]
     text: str | None = None
     image: QImage | None = None
-    png: bytes | None = None
+    png: bytes | bytearray | None = None  # the guest's own PNG, handed on as it is
     #: Why something was not brought over, for the user (size, unusable image).
     notices: list[str] = field(default_factory=list)
 
@@ -558,7 +558,7 @@ class ClipboardBridge(QObject):
         if isinstance(mime, _GuestMimeData) and mime.vm == attached.vm.name:
             self._clear_host(_MODES[sel])
 
-    def _decode_image(self, data: bytes,
+    def _decode_image(self, data: bytes | bytearray,
                       kind: ClipboardType) -> tuple[QImage | None, str]:
         """Decode a guest image within :class:`ImageLimits`; (None, why) if not."""
         limits = self._image_limits

@@ -162,7 +162,7 @@ class SimulatedGuest:
         self.max_clipboard = -1
         self.counters: dict[int, int] = {s: 0 for s in Selection}
         self.selections = {s: GuestSelection() for s in (Selection.CLIPBOARD, Selection.PRIMARY)}
-        self.pasted: dict[Selection, tuple[ClipboardType | int, bytes]] = {}
+        self.pasted: dict[Selection, tuple[ClipboardType | int, bytes | bytearray]] = {}
         self._paste_pending: dict[Selection, ClipboardType | int] = {}
         self.monitors: tuple[MonitorConfig, ...] = (MonitorConfig(*screen),)
         self.mouse: list[MouseState] = []

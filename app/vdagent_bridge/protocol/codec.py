@@ -149,9 +149,20 @@ def decode(
         ) from err
 
 
+def data_offset(msg_type: int, fmt: WireFormat) -> int | None:
+    """Where the bulk data of a message of this type starts in its payload (after its small
+    head), or None for types that carry none. Such data may be received straight into its
+    own buffer and handed over as it is (:meth:`Deframer.receive_buffer`)."""
+    if msg_type == MessageType.CLIPBOARD:
+        return (SELECTION_PREFIX_SIZE if fmt.selection else 0) + 4
+    return None
+
+
 def _decode_clipboard(payload: bytes | Payload, fmt: WireFormat) -> ClipboardData:
-    """CLIPBOARD: the declared head parsed with construct, the data joined once."""
-    head = (SELECTION_PREFIX_SIZE if fmt.selection else 0) + 4
+    """CLIPBOARD: the declared head parsed with construct, the data joined once (or, when
+    it was received into its own buffer, handed over as that bytearray)."""
+    head = data_offset(MessageType.CLIPBOARD, fmt)
+    assert head is not None
     if len(payload) < head:
         raise ValueError(f"needs at least {head} bytes")
     if isinstance(payload, Payload):
@@ -251,7 +262,9 @@ def encode(msg: Message, fmt: WireFormat) -> tuple[int, bytes]:
     return msg_type, head + tail if tail else head
 
 
-def encode_parts(msg: Message, fmt: WireFormat) -> tuple[int, bytes, bytes]:
+def encode_parts(
+    msg: Message, fmt: WireFormat
+) -> tuple[int, bytes, bytes | bytearray]:
     """Like :func:`encode`, with the payload as (head, data): the data bytes of CLIPBOARD
     and FILE_XFER_DATA are returned as given, not copied behind their head."""
     try:

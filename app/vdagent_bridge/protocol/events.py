@@ -86,11 +86,14 @@ class ClipboardRequested:
 
 @dataclass(frozen=True, slots=True)
 class ClipboardReceived:
-    """The guest's answer to our request. Text is already converted to LF line endings."""
+    """The guest's answer to our request. Text is already converted to LF line endings.
+
+    ``data`` is a bytearray when the answer was large enough to be received into its own
+    buffer (no copy to bytes); either way it belongs to the receiver."""
 
     selection: Selection | int
     type: ClipboardType | int
-    data: bytes
+    data: bytes | bytearray
 
 
 class FailureReason(enum.Enum):

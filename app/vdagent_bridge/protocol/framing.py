@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,17 +185,38 @@ class FramedMessage:
         room = min((limit - got + stride - 1) // stride, (max_buffers - len(out)) // 2)
         stop = min(len(body), start + max(room, 0) * step)
         if stop > start:
-            pieces = [body[pos : pos + step] for pos in range(start, stop, step)]
-            parts: list[bytes | memoryview] = [self._full] * (2 * len(pieces))
-            parts[1::2] = pieces
-            if len(pieces[-1]) != step:
-                parts[-2] = self._header(len(pieces[-1]))
+            count = -(-(stop - start) // step)
+            window = body[start:stop]
+            parts: list[bytes | memoryview] = [self._full] * (2 * count)
+            parts[1::2] = map(window.__getitem__, _chunk_slices(step, count))
+            last = (stop - start) - (count - 1) * step
+            if last != step:
+                parts[-2] = self._header(last)
             out += parts
-            got += stop - start + hdr * len(pieces)
+            got += stop - start + hdr * count
         return out, got
 
     def _header(self, size: int) -> bytes:
         return self._full if size == self._max_chunk else CHUNK_HEADER.pack(self._port, size)
+
+
+_SLICES: dict[int, tuple[slice, ...]] = {}
+#: Slices kept per chunk size: the most buffers one ``sendmsg`` takes, over two.
+_SLICES_KEPT = 512
+
+
+def _chunk_slices(step: int, count: int) -> Sequence[slice]:
+    """``count`` consecutive slices of ``step`` bytes from 0: the same for every window of a
+    body, so kept rather than built per chunk (a 64 MiB clipboard is 32,768 chunks; making
+    their slices in Python was a quarter of the cost of sending it)."""
+    if count > _SLICES_KEPT:
+        return [slice(pos, pos + step) for pos in range(0, count * step, step)]
+    kept = _SLICES.get(step)
+    if kept is None:
+        kept = _SLICES[step] = tuple(
+            slice(pos, pos + step) for pos in range(0, _SLICES_KEPT * step, step)
+        )
+    return kept[:count] if count < _SLICES_KEPT else kept
 
 
 def _base_size(view: memoryview) -> int:
@@ -223,17 +244,30 @@ class Payload:
     pieces are views of those reads (or copies, for small or mutable ones), and the data is
     joined once, by whoever needs it: :meth:`tail` gives the bytes after a message's small
     head without first building the whole payload.
+
+    A large message can instead be received *into* its payload: after :meth:`reserve_tail`,
+    the bytes from an offset on (the data after the message's head) live in one buffer that
+    the socket writes into (:meth:`writable`, :meth:`commit`), so the data is brought into
+    memory once, where it stays, and :meth:`tail` hands that buffer over without a join.
     """
 
-    __slots__ = ("_pieces", "_size")
+    __slots__ = ("_pieces", "_size", "_tail", "_tail_at", "_tail_filled", "_tail_size")
 
     #: Pieces smaller than this are copied into a shared buffer rather than kept as views, so
     #: a guest dribbling a message byte by byte costs bytes, not Python objects.
     COALESCE = 16 * 1024
+    #: The tail buffer grows at least this much at a time (it never grows past the message,
+    #: and by at most this much past what was received: a guest that announces a large
+    #: message costs what it sends, not what it claims).
+    GROW = 1024 * 1024
 
     def __init__(self) -> None:
         self._pieces: list[bytes | bytearray | memoryview] = []
         self._size = 0
+        self._tail: bytearray | None = None  # see reserve_tail
+        self._tail_at = 0  # where the tail buffer starts in the payload
+        self._tail_filled = 0  # bytes of it received
+        self._tail_size = 0  # bytes it will hold
 
     @classmethod
     def of(cls, data: bytes) -> Payload:
@@ -250,6 +284,10 @@ class Payload:
         """
         if not view:
             return
+        if self._tail is not None:
+            self.writable(len(view))[:] = view
+            self.commit(len(view))
+            return
         self._size += len(view)
         if owned and len(view) >= self.COALESCE and 2 * len(view) >= _base_size(view):
             self._pieces.append(view)
@@ -260,23 +298,110 @@ class Payload:
         else:
             self._pieces.append(bytearray(view))
 
+    # -- receiving into the payload ---------------------------------------------------------
+
+    @property
+    def receiving_tail(self) -> bool:
+        """Whether :meth:`reserve_tail` was called."""
+        return self._tail is not None
+
+    def reserve_tail(self, offset: int, size: int) -> None:
+        """Keep the bytes from ``offset`` up to ``size`` (the payload's full size) in one
+        buffer from now on. Bytes already held past ``offset`` move into it (a copy of at
+        most one read); ``offset`` must already be held.
+
+        :raises LocalProtocolError: ``offset`` is not held yet, is past ``size``, or a tail
+            is already reserved.
+        """
+        if self._tail is not None or not 0 <= offset <= self._size <= size:
+            raise LocalProtocolError(
+                f"cannot reserve bytes {offset}..{size} of a payload holding {self._size}"
+            )
+        moved = self._split(offset)
+        self._size = offset
+        self._tail = bytearray()
+        self._tail_at = offset
+        self._tail_filled = 0
+        self._tail_size = size - offset
+        for piece in moved:
+            self.append(memoryview(piece).cast("B"), owned=False)
+
+    def writable(self, count: int) -> memoryview:
+        """A writable view of the next bytes of the tail: ``count`` of them, or fewer if
+        the payload ends first. Write into it, then :meth:`commit` what was written; do
+        not keep the view (the buffer cannot grow while a view of it exists)."""
+        tail = self._tail
+        if tail is None:
+            raise LocalProtocolError("no tail reserved")
+        start = self._tail_filled
+        end = min(start + count, self._tail_size)
+        if end > len(tail):
+            grow = min(max(end, len(tail) + self.GROW), self._tail_size) - len(tail)
+            zeros = memoryview(_ZEROS)
+            while grow:  # from a shared block of zeros: no temporary the size of the step
+                step = min(grow, len(zeros))
+                tail += zeros[:step]
+                grow -= step
+        return memoryview(tail)[start:end]
+
+    def commit(self, count: int) -> None:
+        """``count`` bytes were written at the start of the last :meth:`writable` view."""
+        if self._tail is None or not 0 <= count <= len(self._tail) - self._tail_filled:
+            raise LocalProtocolError(f"cannot commit {count} bytes")
+        self._tail_filled += count
+        self._size += count
+
+    # -- reading ----------------------------------------------------------------------------
+
     def __len__(self) -> int:
         return self._size
+
+    def _all(self) -> list[bytes | bytearray | memoryview]:
+        """Every piece, the received part of the tail buffer last."""
+        if self._tail is None:
+            return self._pieces
+        return [*self._pieces, memoryview(self._tail)[: self._tail_filled]]
+
+    def _split(self, offset: int) -> list[bytes | bytearray | memoryview]:
+        """Cut the pieces at ``offset``: keep what is before it, return what is after."""
+        kept: list[bytes | bytearray | memoryview] = []
+        rest: list[bytes | bytearray | memoryview] = []
+        pos = 0
+        for piece in self._pieces:
+            end = pos + len(piece)
+            if end <= offset:
+                kept.append(piece)
+            elif pos >= offset:
+                rest.append(piece)
+            else:
+                kept.append(piece[: offset - pos])
+                rest.append(piece[offset - pos :])
+            pos = end
+        self._pieces = kept
+        return rest
 
     def head(self, count: int) -> bytes:
         """The first ``count`` bytes (a small copy)."""
         out = bytearray()
-        for piece in self._pieces:
+        for piece in self._all():
             if len(out) >= count:
                 break
             out += piece[: count - len(out)]
         return bytes(out)
 
-    def tail(self, offset: int) -> bytes:
-        """Everything from ``offset`` on, joined once."""
+    def tail(self, offset: int) -> bytes | bytearray:
+        """Everything from ``offset`` on, joined once. A complete tail buffer that starts at
+        ``offset`` is handed over as it is (a bytearray: no copy)."""
+        tail = self._tail
+        if (
+            tail is not None
+            and offset == self._tail_at
+            and self._tail_filled == self._tail_size == len(tail)
+        ):
+            return tail
         parts: list[bytes | bytearray | memoryview] = []
         skip = offset
-        for piece in self._pieces:
+        for piece in self._all():
             if skip >= len(piece):
                 skip -= len(piece)
                 continue
@@ -287,7 +412,11 @@ class Payload:
         return b"".join(parts)
 
     def __bytes__(self) -> bytes:
-        return self.tail(0)
+        return bytes(self.tail(0))
+
+
+#: What a tail buffer grows by (read only: calloc'd pages that stay the kernel's zero page).
+_ZEROS = bytes(Payload.GROW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +469,7 @@ class Deframer:
         max_message_size: int,
         ports: Iterable[int] = (Port.CLIENT,),
         max_chunk_size: int | None = None,
+        data_offset: Callable[[int], int | None] | None = None,
     ) -> None:
         if max_message_size < 0:
             raise LocalProtocolError("max_message_size must not be negative")
@@ -357,6 +487,10 @@ class Deframer:
         self._chunk_skip = False  # the current chunk is being dropped
         self._assemblies: dict[int, _Assembly] = {}
         self._owned = False
+        #: For a message type, where its bulk data starts in the payload (after a small
+        #: head), or None: those messages may be received into their own buffer
+        #: (:meth:`receive_buffer`).
+        self.data_offset = data_offset
 
     # -- input -------------------------------------------------------------------------------
 
@@ -384,6 +518,53 @@ class Deframer:
             self._chunk_left -= take
             if self._chunk_left == 0:
                 self._chunk_skip = False
+
+    def receive_buffer(self, limit: int) -> memoryview | None:
+        """Where the next bytes of the stream may be written directly, or None.
+
+        Inside a large message whose type has a :attr:`data_offset`, this is a writable view
+        of the message's own buffer, at most ``limit`` bytes and never past the current chunk
+        or the message: receive into it (``socket.recv_into``) and call
+        :meth:`received_into` with the count. The message's data is then brought into memory
+        once, not read into buffers and joined. Otherwise (headers, small or rejected
+        messages, other types) it is None: :meth:`feed` the bytes.
+        """
+        if not self._chunk_left or self._chunk_skip or self.data_offset is None:
+            return None
+        asm = self._assemblies.get(self._chunk_port)
+        if asm is None or asm.body is None or asm.discard:
+            return None
+        body = asm.body
+        left = min(self._chunk_left, asm.size - len(body))
+        if not body.receiving_tail:
+            if left < self.DIRECT_MIN:
+                return None
+            offset = self.data_offset(asm.msg_type)
+            if offset is None or len(body) < offset:
+                return None
+            body.reserve_tail(offset, asm.size)
+        return body.writable(min(left, limit))
+
+    def received_into(self, count: int) -> None:
+        """``count`` bytes were written into the last :meth:`receive_buffer` view.
+
+        :raises LocalProtocolError: no view was handed out, or more than it held.
+        """
+        asm = self._assemblies.get(self._chunk_port)
+        if asm is None or asm.body is None or not asm.body.receiving_tail:
+            raise LocalProtocolError("received_into without a receive buffer")
+        if not 0 <= count <= min(self._chunk_left, asm.size - len(asm.body)):
+            raise LocalProtocolError(f"received_into {count} bytes: more than was offered")
+        asm.body.commit(count)
+        self._chunk_left -= count
+        if len(asm.body) == asm.size:
+            self._complete(asm)
+            self._after_message(asm, 0)
+
+    #: Start receiving straight into a message (:meth:`receive_buffer`) only when at least
+    #: this much of it is still to come in the current chunk; once started, the rest of it
+    #: (in this chunk and the next) is received there too.
+    DIRECT_MIN = 64 * 1024
 
     def _start_chunk(self) -> None:
         port, size = CHUNK_HEADER.unpack(self._chunk_header)
@@ -444,17 +625,22 @@ class Deframer:
                 pos += take
                 if len(asm.body) == asm.size:
                     self._complete(asm)
-            if asm.idle and self._chunk_left > pos:
-                # A message ended inside the chunk: the rest of it is a lost sync.
-                self.items.append(
-                    ChunkError(
-                        f"chunk holds {self._chunk_left - pos} bytes past the end of its "
-                        "message",
-                        message_type=asm.msg_type,
-                    )
-                )
-                self._chunk_skip = True
+            if self._after_message(asm, pos):
                 return
+
+    def _after_message(self, asm: _Assembly, pos: int) -> bool:
+        """Whether a message ended inside its chunk, ``pos`` bytes into what is left of it:
+        the rest of the chunk is a lost sync, dropped."""
+        if asm.idle and self._chunk_left > pos:
+            self.items.append(
+                ChunkError(
+                    f"chunk holds {self._chunk_left - pos} bytes past the end of its message",
+                    message_type=asm.msg_type,
+                )
+            )
+            self._chunk_skip = True
+            return True
+        return False
 
     def _start_message(self, asm: _Assembly) -> None:
         protocol, msg_type, _opaque, size = MESSAGE_HEADER.unpack(asm.header)

@@ -70,11 +70,14 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class ClipboardData:
-    """Clipboard contents answering a REQUEST. Type NONE with no bytes means "no data"."""
+    """Clipboard contents answering a REQUEST. Type NONE with no bytes means "no data".
+
+    Received data is a bytearray when it was large enough to be received straight into its
+    own buffer (:meth:`HostSession.receive_buffer`): handed over, not copied to bytes."""
 
     selection: Selection | int
     type: ClipboardType | int
-    data: bytes = b""
+    data: bytes | bytearray = b""
 
     TYPE = MessageType.CLIPBOARD
 

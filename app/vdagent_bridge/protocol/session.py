@@ -148,7 +148,7 @@ def lf_to_crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def crlf_to_lf(data: bytes) -> bytes:
+def crlf_to_lf(data: bytes | bytearray) -> bytes | bytearray:
     """Text from a CRLF guest, with LF line breaks."""
     return data.replace(b"\r\n", b"\n")
 
@@ -177,7 +177,9 @@ class HostSession:
         self.caps_timeout = caps_timeout
         self._caps_deadline: float | None = None
         self._deframer = Deframer(
-            max_message_size=self.limits.max_message_size, ports=(Port.CLIENT,)
+            max_message_size=self.limits.max_message_size,
+            ports=(Port.CLIENT,),
+            data_offset=lambda msg_type: codec.data_offset(msg_type, self._fmt),
         )
         #: Output not yet taken by the writer: framed messages, oldest first; the first
         #: ``_out_offset`` bytes of the first one are already sent.
@@ -287,6 +289,22 @@ class HostSession:
         """Feed bytes from the guest. Then call :meth:`next_event` until it returns None."""
         self._now = now
         self._deframer.feed(data)
+
+    def receive_buffer(self, limit: int) -> memoryview | None:
+        """Where the next bytes from the guest may be received directly (a large clipboard's
+        own buffer: no copy and no join), or None: then read into bytes and
+        :meth:`receive_data` them. At most ``limit`` bytes; do not keep the view.
+        """
+        return self._deframer.receive_buffer(limit)
+
+    def received_into(self, count: int, now: float) -> None:
+        """``count`` bytes were received into the last :meth:`receive_buffer` view. Then
+        call :meth:`next_event` until it returns None.
+
+        :raises LocalProtocolError: more than the view held, or no view was handed out.
+        """
+        self._now = now
+        self._deframer.received_into(count)
 
     def next_event(self) -> Event | None:
         """The next event, or None when all input so far is consumed.

@@ -28,7 +28,10 @@ through (a storm of thousands of small messages must not stall the UI and the ot
 Reads are at most :data:`READ_SIZE` bytes, which bounds the deframer's work per read (it
 splits a read into chunks at once; the messages are decoded one event at a time). A read is
 fed whole: the deframer keeps views of a read rather than copies only when they cover most
-of it, so feeding slices of a large read would copy a large transfer.
+of it, so feeding slices of a large read would copy a large transfer. Inside a large
+clipboard the session offers the message's own buffer instead
+(:meth:`HostSession.receive_buffer`) and the socket writes the data there: brought into
+memory once, never joined.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ log = logging.getLogger(__name__)
 
 #: Bytes read at most per ``recv`` (see the module docstring).
 READ_SIZE = 256 * 1024
+#: Bytes received at most per ``recv_into`` straight into a large clipboard's buffer (the
+#: socket holds less; this only bounds how far ahead of the data the buffer grows).
+DIRECT_READ_SIZE = 1024 * 1024
 #: How long a close waits for the peer to take the output still queued.
 _CLOSE_TIMEOUT = 1.0
 #: Above this many queued bytes producers wait (:class:`OutputGate`) ...
@@ -433,16 +439,30 @@ class AgentConnection:
                 await asyncio.sleep(0)
                 turn[0] = loop.time()
 
-    async def _receive(self, sock: socket.socket) -> bytes:
-        """The next bytes from the socket; b"" at EOF or once the connection is closed."""
+    async def _receive(self, sock: socket.socket) -> int:
+        """Read the next bytes from the socket into the session: how many, 0 at EOF or
+        once the connection is closed. A large clipboard is received straight into its own
+        buffer (:meth:`HostSession.receive_buffer`), anything else as bytes."""
         loop = asyncio.get_running_loop()
         while True:
             if self._sock is None:
-                return b""
+                return 0
             if self._write_error is not None:
                 raise self._write_error
             try:
-                return sock.recv(READ_SIZE)
+                view = self.session.receive_buffer(DIRECT_READ_SIZE)
+                if view is None:
+                    data = sock.recv(READ_SIZE)
+                    if data:
+                        self.last_input = self.now()
+                        self.session.receive_data(data, self.last_input)
+                    return len(data)
+                with view:  # released at once: the buffer may have to grow for the next
+                    count = sock.recv_into(view)
+                if count:
+                    self.last_input = self.now()
+                    self.session.received_into(count, self.last_input)
+                return count
             except (BlockingIOError, InterruptedError):
                 pass
             waiter = loop.create_future()
@@ -472,10 +492,8 @@ class AgentConnection:
             # for the output to drain) come first.
             await self._handle_input(turn)
             self._after_input()
-            while data := await self._receive(sock):
-                self.bytes_in += len(data)
-                self.last_input = self.now()
-                self.session.receive_data(data, self.last_input)
+            while count := await self._receive(sock):
+                self.bytes_in += count
                 await self._handle_input(turn)
                 self._after_input()
                 if loop.time() - turn[0] > TURN_BUDGET:

@@ -143,7 +143,8 @@ class DemoGuest:
         return self.guest.client_connected
 
 
-def _decode(source: str, text: bytes | None, png: bytes | None) -> GuestClipboard:
+def _decode(source: str, text: bytes | bytearray | None,
+            png: bytes | bytearray | None) -> GuestClipboard:
     if text is not None:
         return GuestClipboard(source, text=text.rstrip(b"\0").decode("utf-8", "replace"))
     if png is not None:

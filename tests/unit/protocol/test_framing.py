@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Iterator
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vdagent_bridge.protocol.constants import MessageType, Port
@@ -597,3 +597,194 @@ def test_lazy_framing_does_not_copy_the_body() -> None:
     framed = FramedMessage(MessageType.CLIPBOARD, b"", tail)
     tail[-1] = 0x5A  # the caller's buffer is what goes out
     assert b"".join(framed.buffers(0, 2 * MIB, 10**9))[-1] == 0x5A
+
+
+# ----- receiving a large message into its own buffer ---------------------------------------
+#
+# Specification (Deframer.receive_buffer): inside a large message whose type has a data
+# offset, the deframer offers a writable view of the message's own buffer; what is received
+# there comes out exactly as if it had been fed, and the data after the offset is handed over
+# as that buffer, not joined. Whatever the guest does, this changes no item and no limit.
+
+CLIPBOARD_OFFSET = 8  # selection prefix + type, with the selection capability
+
+
+def clipboard_offset(msg_type: int) -> int | None:
+    return CLIPBOARD_OFFSET if msg_type == MessageType.CLIPBOARD else None
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    """``size`` bytes that differ from position to position (a misplaced byte shows)."""
+    block = bytes((i * 7 + seed) & 0xFF for i in range(251))
+    return (block * (size // len(block) + 1))[:size]
+
+
+def receive(
+    deframer: Deframer, stream: bytes, reads: Iterable[int], limit: int = 4 * MIB
+) -> list[int]:
+    """Deliver ``stream`` as a socket would: reads of the given sizes (the last repeated),
+    each into the deframer's receive buffer when it offers one, else fed as bytes. Returns
+    how many reads went into a receive buffer."""
+    sizes = list(reads)
+    direct: list[int] = []
+    pos = 0
+    step = 0
+    while pos < len(stream):
+        want = sizes[min(step, len(sizes) - 1)]
+        step += 1
+        view = deframer.receive_buffer(limit)
+        if view is None:
+            deframer.feed(stream[pos : pos + want])
+            pos += want
+            continue
+        count = min(len(view), want, len(stream) - pos)
+        view[:count] = stream[pos : pos + count]
+        view.release()
+        deframer.received_into(count)
+        direct.append(count)
+        pos += count
+    return direct
+
+
+def test_a_large_clipboard_is_received_into_its_own_buffer() -> None:
+    data = pattern(3 * MIB)
+    body = bytes(CLIPBOARD_OFFSET) + data
+    deframer = new_deframer(max_message_size=4 * MIB, data_offset=clipboard_offset)
+    direct = receive(deframer, framed(MessageType.CLIPBOARD, body) + NEXT, [64 * KIB, 256 * KIB])
+    assert sum(direct) == len(data) - (64 * KIB - 8 - 20 - CLIPBOARD_OFFSET)
+    first, second = deframer.items
+    assert isinstance(first, RawMessage) and first.payload == body
+    tail = first.body.tail(CLIPBOARD_OFFSET)
+    assert isinstance(tail, bytearray) and tail == data
+    assert first.body.tail(CLIPBOARD_OFFSET) is tail  # handed over, not joined
+    assert summary([second]) == [NEXT_ITEM]
+    assert deframer.buffered() == 0
+
+
+def test_bytes_already_fed_past_the_head_move_into_the_buffer() -> None:
+    data = pattern(1 * MIB, seed=3)
+    stream = framed(MessageType.CLIPBOARD, bytes(CLIPBOARD_OFFSET) + data)
+    deframer = new_deframer(data_offset=clipboard_offset, max_message_size=2 * MIB)
+    deframer.feed(stream[: 300 * KIB])  # a first read: headers, head and 300 KiB of data
+    assert receive(deframer, stream[300 * KIB :], [128 * KIB])
+    (item,) = deframer.items
+    assert isinstance(item, RawMessage)
+    assert item.body.tail(CLIPBOARD_OFFSET) == data
+
+
+@pytest.mark.parametrize(
+    ("stream", "kwargs"),
+    [
+        (framed(MessageType.CLIPBOARD, bytes(60 * KIB)), {}),  # too small to be worth it
+        (framed(MessageType.MONITORS_CONFIG, bytes(1 * MIB)), {}),  # no data offset
+        (framed(MessageType.CLIPBOARD, bytes(2 * MIB)), {}),  # over the limit: discarded
+        (framed(MessageType.CLIPBOARD, bytes(1 * MIB), port=2), {}),  # port not accepted
+        (framed(MessageType.CLIPBOARD, bytes(1 * MIB)), {"data_offset": None}),
+        (chunk(message(MessageType.CLIPBOARD, bytes(1 * MIB)), size=2 * MIB), {}),  # too big
+    ],
+    ids=["small", "other_type", "over_limit", "other_port", "no_offsets", "chunk_over_limit"],
+)
+def test_no_receive_buffer_is_offered_where_bytes_must_be_fed(
+    stream: bytes, kwargs: dict[str, object]
+) -> None:
+    options: dict[str, object] = {"data_offset": clipboard_offset, "max_chunk_size": MIB + 28}
+    options.update(kwargs)
+    deframer = new_deframer(**options)
+    expected, _ = run([stream + NEXT], **options)
+    for pos in range(0, len(stream), 32 * KIB):
+        assert deframer.receive_buffer(4 * MIB) is None, f"offered at byte {pos}"
+        deframer.feed(stream[pos : pos + 32 * KIB])
+    deframer.feed(NEXT)
+    assert summary(deframer.items) == expected
+
+
+def test_the_buffer_never_reaches_past_the_chunk_or_the_message() -> None:
+    body = bytes(CLIPBOARD_OFFSET) + pattern(200 * KIB)
+    whole = message(MessageType.CLIPBOARD, body)
+    stream = chunk(whole[: 150 * KIB]) + chunk(whole[150 * KIB :]) + NEXT
+    deframer = new_deframer(data_offset=clipboard_offset)
+    deframer.feed(stream[:100])
+    view = deframer.receive_buffer(4 * MIB)
+    assert view is not None and len(view) == 150 * KIB - 100 + 8
+    view.release()
+    receive(deframer, stream[100:], [1 * MIB])  # reads as large as it likes
+    assert summary(deframer.items) == [("message", 1, MessageType.CLIPBOARD, body), NEXT_ITEM]
+
+
+def test_a_chunk_running_past_its_message_is_still_a_lost_sync() -> None:
+    body = bytes(CLIPBOARD_OFFSET) + pattern(100 * KIB)
+    stream = chunk(message(MessageType.CLIPBOARD, body) + bytes(70 * KIB)) + NEXT
+    expected = deframe_every_way_large(stream)
+    assert [i[0] for i in expected] == ["message", "error", "message"]
+
+
+def deframe_every_way_large(stream: bytes) -> list[tuple[object, ...]]:
+    """The items of ``stream`` fed, and received with reads of several sizes: the same."""
+    expected, _ = run([stream], data_offset=clipboard_offset)
+    for reads in ([999], [7 * KIB], [64 * KIB], [100, 1 * MIB], [4 * MIB]):
+        deframer = new_deframer(data_offset=clipboard_offset)
+        receive(deframer, stream, reads)
+        assert summary(deframer.items) == expected, f"reads of {reads}"
+    return expected
+
+
+def test_a_guest_announcing_a_large_clipboard_costs_what_it_sends() -> None:
+    """The buffer grows with the data, at most a step ahead of it: a header claiming 500 MiB
+    followed by 100 KiB holds about 100 KiB plus one read, not 500 MiB."""
+    deframer = new_deframer(max_message_size=512 * MIB, data_offset=clipboard_offset)
+    header = message(MessageType.CLIPBOARD, b"", size=500 * MIB)
+    stream = chunk(header + bytes(CLIPBOARD_OFFSET) + pattern(100 * KIB), size=20 + 500 * MIB)
+    receive(deframer, stream, [16 * KIB], limit=64 * KIB)
+    asm = deframer._assemblies[1]
+    assert asm.body is not None and asm.body.receiving_tail
+    assert deframer.buffered() == 20 + CLIPBOARD_OFFSET + 100 * KIB - 20
+    assert len(asm.body._tail or b"") <= 100 * KIB + max(64 * KIB, asm.body.GROW)
+
+
+@pytest.mark.parametrize("cut", [100, 80 * KIB, 1 * MIB - 5])
+def test_a_snapshot_inside_a_received_buffer_continues_on_another_deframer(cut: int) -> None:
+    body = bytes(CLIPBOARD_OFFSET) + pattern(1 * MIB)
+    stream = framed(MessageType.CLIPBOARD, body) + NEXT
+    before = new_deframer(data_offset=clipboard_offset, max_message_size=2 * MIB)
+    receive(before, stream[:cut], [32 * KIB])
+    state = json.loads(json.dumps(before.snapshot()))
+    after = new_deframer(data_offset=clipboard_offset, max_message_size=2 * MIB)
+    after.restore(state)
+    assert after.buffered() == before.buffered()
+    receive(after, stream[cut:], [48 * KIB])
+    assert summary(before.items) + summary(after.items) == [
+        ("message", 1, MessageType.CLIPBOARD, body), NEXT_ITEM
+    ]
+
+
+def test_received_into_refuses_more_than_was_offered() -> None:
+    deframer = new_deframer(data_offset=clipboard_offset)
+    with pytest.raises(LocalProtocolError):
+        deframer.received_into(1)  # nothing offered
+    deframer.feed(chunk(message(MessageType.CLIPBOARD, bytes(100 * KIB)))[:1000])
+    view = deframer.receive_buffer(10)
+    assert view is not None and len(view) == 10
+    view.release()
+    with pytest.raises(LocalProtocolError):
+        deframer.received_into(100 * KIB)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    sizes=st.lists(st.integers(0, 300 * KIB), min_size=1, max_size=4),
+    reads=st.lists(st.integers(512, 200 * KIB), min_size=1, max_size=6),
+    limit=st.sampled_from([1, 4 * KIB, 100 * KIB, 4 * MIB]),
+)
+def test_receiving_into_buffers_gives_what_feeding_gives(
+    sizes: list[int], reads: list[int], limit: int
+) -> None:
+    stream = b"".join(
+        framed(MessageType.CLIPBOARD, bytes(CLIPBOARD_OFFSET) + pattern(size, seed=n))
+        + (NEXT if n % 2 else chunk(b"junk", port=7))
+        for n, size in enumerate(sizes)
+    )
+    expected, _ = run([stream], data_offset=clipboard_offset)
+    deframer = new_deframer(data_offset=clipboard_offset)
+    receive(deframer, stream, reads, limit)
+    assert summary(deframer.items) == expected
+    assert deframer.buffered() == 0
