@@ -28,6 +28,10 @@ Targets and the invariants they check (any other exception is a finding):
     types, sizes vdagentd accepts, decodable in the wire format in force); far in the future
     no request is pending; a snapshot survives JSON and restores to a session that answers
     the next bytes exactly like the original.
+``receive``
+    The ``session`` target twice over, on two sessions given the same guest bytes and host
+    actions, one fed and one receiving into its messages' own buffers as the connection does
+    for a large clipboard: the same events, the same output, the same state.
 ``snapshot``
     A valid session snapshot with fuzzed values at fuzzed places (a state file corrupted on
     disk): ``HostSession.restore`` succeeds or raises LocalProtocolError, and a restored
@@ -576,8 +580,76 @@ def fuzz_snapshot(r: Reader) -> None:
 
 # ----- entry point ---------------------------------------------------------------------------
 
+# ----- receive (into the message's own buffer) -------------------------------------------
+
+
+def _deliver(session: HostSession, data: bytes, read: int, now: float) -> None:
+    """``data`` as the connection hands it over: each read into the receive buffer the
+    session offers, else fed as bytes."""
+    pos = 0
+    while pos < len(data):
+        view = session.receive_buffer(read)
+        if view is None:
+            session.receive_data(data[pos : pos + read], now)
+            pos += read
+            continue
+        check(0 < len(view) <= read, f"receive buffer of {len(view)} bytes for reads of {read}")
+        with view:
+            count = min(len(view), len(data) - pos)
+            view[:count] = data[pos : pos + count]
+        session.received_into(count, now)
+        pos += count
+
+
+def fuzz_receive(r: Reader) -> None:
+    """Two sessions get the same guest bytes and host actions: one fed (receive_data), one
+    as the connection delivers a large clipboard (receive_buffer / received_into, here from
+    a fuzzed 1..64 bytes on, so that small inputs reach it). Same events, same output, and
+    both keep every ``session`` invariant."""
+    settings = _settings(r)
+    read = 1 + r.u16() % 600
+    fed, received = HostSession(**settings), HostSession(**settings)
+    received._deframer.DIRECT_MIN = 1 + r.u8() % 64
+    now = float(r.u8())
+    a, b = SessionDriver(fed, now), SessionDriver(received, now)
+
+    def same(mark: int, out_a: bytes, out_b: bytes) -> None:
+        check(out_a == out_b, "received into buffers, the session sends something else")
+        check(a.events[mark:] == b.events[mark:], "received into buffers, events differ")
+
+    def deliver(data: bytes) -> None:
+        mark = len(a.events)
+        same(mark, a.receive(data), b.step(lambda: _deliver(received, data, read, b.now)))
+
+    mark = len(a.events)
+    same(mark, a.step(lambda: fed.start(a.now)), b.step(lambda: received.start(b.now)))
+    if r.u8() % 4:
+        words = _caps_words(r)
+        deliver(_framed(MessageType.ANNOUNCE_CAPABILITIES,
+                        struct.pack(f"<I{len(words)}I", 1, *words)))
+    for _ in range(200):
+        if not r.remaining():
+            break
+        op = r.u8() % 8
+        mark = len(a.events)
+        if op < 2:
+            deliver(r.take(r.u16() % 700))
+        elif op < 5:
+            deliver(b"".join(_guest_message(r, fed.wire_format) for _ in range(1 + r.u8() % 3)))
+        elif op < 7:
+            seconds = r.u8() / 16
+            same(mark, a.advance(seconds), b.advance(seconds))
+        else:
+            at = r.pos
+            action_a = _host_action(r, a)
+            r.pos = at
+            same(mark, a.step(action_a), b.step(_host_action(r, b)))
+    check(_normalized(fed.snapshot(a.now)) == _normalized(received.snapshot(b.now)),
+          "received into buffers, the session's state differs")
+
+
 TARGETS: tuple[Callable[[Reader], None], ...] = (
-    fuzz_deframer, fuzz_codec, fuzz_session, fuzz_session, fuzz_snapshot,
+    fuzz_deframer, fuzz_codec, fuzz_session, fuzz_session, fuzz_snapshot, fuzz_receive,
 )
 
 
@@ -688,4 +760,9 @@ def seeds() -> list[bytes]:
     # snapshot: a few mutations of the base state.
     for first in range(4):
         out.append(bytes(SeedWriter(4).u8(first, 1, 2, 3, 1, 0, 5, 7)))
+    # receive: the agent's stream, whole and in reads of a few sizes, into buffers from 1,
+    # 8 and 64 bytes on.
+    for read, direct_min in ((599, 0), (6, 7), (299, 63)):
+        w = SeedWriter(5).u8(1, 1, 1, 1).u16(read).u8(direct_min, 0, 1, 0)
+        out.append(bytes(w.u8(0).u16(len(stream)).raw(stream)))
     return out

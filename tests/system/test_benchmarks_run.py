@@ -51,7 +51,9 @@ def test_engine_benchmark_prints_its_ratios() -> None:
 def test_transfer_benchmark_prints_app_agent_and_memory_ratios() -> None:
     code, output = run("transfer.py", "--mib", "4", "--runs", "1")
     verdict(code, output)
-    assert len(re.findall(rf"ratio {RATIO} of raw", output)) == 2, output
+    assert len(re.findall(rf"ratio {RATIO} of raw \[{RATIO}\]", output)) == 2, output
+    assert re.search(rf"floor: .*{RATIO} of raw \[{RATIO}\]; the runtime is {RATIO} of it",
+                     output), output
     assert len(re.findall(rf"ratio {RATIO} the client's time", output)) == 2, output
     assert len(re.findall(rf"= {RATIO} payload", output)) == 2, output
 
