@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -87,6 +89,32 @@ def test_a_new_host_connection_takes_over_without_a_new_announce(tmp_path: Path)
             assert server.connections == 2
             await second.close()
             await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+
+
+def test_close_drops_connections_accepted_just_before_it(tmp_path: Path) -> None:
+    """A host that connects while the server closes is dropped, not left connected to a
+    guest nobody serves: whether close() comes before asyncio accepts the connection, after
+    it but before the serving task runs, or later."""
+
+    async def scenario() -> None:
+        server = GuestServer(tmp_path / "guest.sock")
+        await server.start()
+        clients = []
+        for turns in range(24):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.connect(str(server.path))
+            clients.append(client)
+            for _ in range(turns % 4):  # let the loop get this far with it
+                await asyncio.sleep(0)
+        await asyncio.wait_for(server.close(), 5)
+        for index, client in enumerate(clients):
+            client.settimeout(2)
+            with client, contextlib.suppress(ConnectionResetError):
+                while client.recv(65536):
+                    pass  # what the guest said before it went away, then EOF
+            assert client.fileno() == -1, f"client {index}"
 
     asyncio.run(scenario())
 

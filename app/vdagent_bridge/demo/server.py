@@ -36,25 +36,33 @@ class GuestServer:
         self._held = bytearray()
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        #: Every connection's transport, from the moment asyncio makes it: a connection
+        #: accepted just before close() has no serving task yet, only this.
+        self._transports: set[asyncio.BaseTransport] = set()
+        self._closing = False
 
     async def start(self) -> None:
         """Listen, and open the guest port (the daemon's caps request=1 is queued)."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        self._closing = False
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(lambda: _Connection(self), path=str(self.path))
         os.chmod(self.path, 0o600)
         self.guest.open_port()
         self.flush()
 
     async def close(self) -> None:
-        """Stop listening and drop the current host connection."""
+        """Stop listening and drop every host connection, including one accepted just now
+        that no serving task has picked up yet (it would otherwise stay open, unserved)."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for writer in list(self._writers):
-            writer.close()
+        for transport in list(self._transports):
+            transport.close()
         self._writer = None
         # Closing the transports ends the serving tasks with EOF; cancelling them instead would
         # make asyncio's stream callback log the cancellation as an error.
@@ -105,3 +113,26 @@ class GuestServer:
             self._writers.discard(writer)
             if task is not None:
                 self._tasks.discard(task)
+
+
+class _Connection(asyncio.StreamReaderProtocol):
+    """One host connection's stream protocol, known to its server from ``connection_made``
+    on (before the serving task runs), so that close() can close it whatever its stage."""
+
+    def __init__(self, server: GuestServer) -> None:
+        loop = asyncio.get_running_loop()
+        super().__init__(asyncio.StreamReader(loop=loop), server._serve, loop=loop)
+        self._owner = server
+        self._own_transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._own_transport = transport
+        self._owner._transports.add(transport)
+        super().connection_made(transport)
+        if self._owner._closing:  # made after close() ran: its serving task sees EOF
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._own_transport is not None:
+            self._owner._transports.discard(self._own_transport)
+        super().connection_lost(exc)
