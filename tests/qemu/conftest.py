@@ -1,9 +1,9 @@
 """Fixtures for the tests that run real QEMU guests (real spice-vdagent inside) and migrate them.
 
-Skip/fail policy: on a developer machine without QEMU (``qemu-system-x86_64``) these tests are
-skipped with the install hint.  Everything else is an error: with QEMU present a missing build
-tool or a failed guest build fails the tests, and under CI (env var ``CI`` set) a missing QEMU
-fails too, never a silent skip.
+Skip/fail policy (tests/external.py): on a developer machine without QEMU
+(``qemu-system-x86_64``) these tests are skipped with the install hint.  Everything else is an
+error: with QEMU present a missing build tool or a failed guest build fails the tests, and under
+CI (env var ``CI`` set) a missing QEMU fails too, never a silent skip.
 
 The guest image is built once per session (cached across sessions, see guest_image.py); each
 test gets fresh VMs from :func:`vm_factory`.  Logs of every VM a failed test started (QEMU
@@ -13,7 +13,6 @@ output, serial console, guest daemon/agent logs) are printed in the failure repo
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -34,6 +33,8 @@ from guest_image import (  # noqa: E402
 )
 from vm import Vm, missing_programs  # noqa: E402
 
+from tests.external import call_failed, require  # noqa: E402
+
 _INSTALL_HINT = f"apt-get install {' '.join(HOST_PACKAGES)}"
 
 
@@ -46,34 +47,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def running_under_ci() -> bool:
-    """True when the env var CI is set to something other than empty/0/false."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def require_qemu_tools() -> None:
-    """Skip only locally without QEMU; any other missing tool is a failure."""
-    missing_qemu = missing_programs()
-    if missing_qemu and not running_under_ci():
-        pytest.skip(f"QEMU not installed ({', '.join(missing_qemu)}; install: {_INSTALL_HINT})")
-    missing = missing_qemu + missing_host_programs()
-    if missing:
-        why = "CI is set" if running_under_ci() else "QEMU is installed"
-        pytest.fail(
-            f"QEMU test tools missing: {', '.join(missing)} (install: {_INSTALL_HINT}); "
-            f"{why}, so this is an error, not a skip",
-            pytrace=False,
-        )
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, None, None]:
-    """Remember each phase's report on the item so fixtures can tell a failure."""
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    setattr(item, f"_vdvm_rep_{report.when}", report)
+    """Skip only locally without QEMU; with QEMU there, any other missing tool is a failure."""
+    require(missing_programs(), "QEMU not installed", _INSTALL_HINT)
+    require(missing_host_programs(), "QEMU test tools missing", _INSTALL_HINT, may_skip=False)
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +86,7 @@ def vm_factory(
     try:
         yield make
     finally:
-        report = getattr(request.node, "_vdvm_rep_call", None)
-        if report is not None and report.failed:
+        if call_failed(request):
             for vm in vms:
                 print(vm.describe())  # "Captured stdout teardown" in the report
         for vm in reversed(vms):

@@ -1,15 +1,11 @@
 """Fixtures for system tests against the real SPICE guest agent.
 
-Why the skip/fail split: on a developer machine without the Debian packages
-(spice-vdagent xvfb xclip x11-utils dbus-daemon) these tests are skipped with
-a clear message; under CI (env var ``CI`` set, as GitHub/GitLab do) the
-packages are supposed to be installed, so a missing program is a FAILURE,
-never a silent skip.
+Without the Debian packages (spice-vdagent xvfb xclip x11-utils dbus-daemon) these tests skip
+on a developer machine and fail under CI (tests/external.py).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -26,6 +22,8 @@ if _HERE not in sys.path:
 from agent_stack import AgentStack, missing_binaries  # noqa: E402
 from hostx import xvfb  # noqa: E402
 
+from tests.external import call_failed, require  # noqa: E402
+
 _PACKAGES_HINT = "apt-get install spice-vdagent xvfb xclip x11-utils dbus-daemon"
 
 
@@ -38,38 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def running_under_ci() -> bool:
-    """True when the env var CI is set to something other than empty/0/false."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def require_agent_binaries() -> None:
     """Skip (locally) or fail (under CI) when the guest-agent programs are missing."""
-    missing = missing_binaries()
-    if not missing:
-        return
-    message = (
-        f"real guest agent stack unavailable, missing: {', '.join(missing)} "
-        f"(install: {_PACKAGES_HINT})"
-    )
-    if running_under_ci():
-        pytest.fail(f"{message}; CI is set, so this is an error, not a skip", pytrace=False)
-    pytest.skip(message)
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, None, None]:
-    """Remember each phase's report on the item so fixtures can tell a failure."""
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    setattr(item, f"_vdstack_rep_{report.when}", report)
+    require(missing_binaries(), "real guest agent stack unavailable", _PACKAGES_HINT)
 
 
 def _print_on_failure(request: pytest.FixtureRequest, stacks: list[AgentStack]) -> None:
-    report = getattr(request.node, "_vdstack_rep_call", None)
-    if report is not None and report.failed:
+    if call_failed(request):
         for stack in stacks:
             # Goes to "Captured stdout teardown" in the failure report.
             print(stack.describe(lines=80))

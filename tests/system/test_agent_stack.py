@@ -8,7 +8,7 @@ versa.
 
 from __future__ import annotations
 
-import socket
+import functools
 import struct
 import time
 from collections.abc import Callable
@@ -25,151 +25,30 @@ from agent_stack import (
     InputEvent,
 )
 
+from tests.raw_host import (
+    ANNOUNCE_CAPABILITIES,
+    CLIPBOARD,
+    CLIPBOARD_GRAB,
+    CLIPBOARD_RELEASE,
+    CLIPBOARD_REQUEST,
+    GUEST_CAPS,
+    MONITORS_CONFIG,
+    MOUSE_STATE,
+    PORT_CLIENT,
+    REPLY,
+    SEL_CLIPBOARD,
+    SEL_PRIMARY,
+    TYPE_UTF8_TEXT,
+    parse_grab,
+)
+from tests.raw_host import RawHost as _RawHost
+
 pytestmark = pytest.mark.system
 
-# --- protocol constants (spice-protocol vd_agent.h), written out on purpose
-CHUNK = struct.Struct("<II")  # port, size
-MSG = struct.Struct("<IIQI")  # protocol, type, opaque, size
-VD_AGENT_PROTOCOL = 1
-PORT_CLIENT = 1
-
-MOUSE_STATE = 1
-MONITORS_CONFIG = 2
-REPLY = 3
-CLIPBOARD = 4
-ANNOUNCE_CAPABILITIES = 6
-CLIPBOARD_GRAB = 7
-CLIPBOARD_REQUEST = 8
-CLIPBOARD_RELEASE = 9
-
-CAP_MOUSE_STATE = 0
-CAP_MONITORS_CONFIG = 1
-CAP_REPLY = 2
-CAP_CLIPBOARD_BY_DEMAND = 5
-CAP_CLIPBOARD_SELECTION = 6
-CAP_CLIPBOARD_GRAB_SERIAL = 17
-
-GUEST_CAPS = 0x00038DE7  # spice-vdagentd 0.22.1, protocol.md §3 / §12
-HOST_CAPS = (
-    (1 << CAP_MOUSE_STATE)
-    | (1 << CAP_MONITORS_CONFIG)
-    | (1 << CAP_REPLY)
-    | (1 << CAP_CLIPBOARD_BY_DEMAND)
-    | (1 << CAP_CLIPBOARD_SELECTION)
-    | (1 << CAP_CLIPBOARD_GRAB_SERIAL)
-)
-assert HOST_CAPS == 0x00020067
-
-SEL_CLIPBOARD = 0
-SEL_PRIMARY = 1
-TYPE_UTF8_TEXT = 1
 LBUTTON = 1 << 1
-
 IO_TIMEOUT = 5.0
 
-
-class RawHost:
-    """A minimal host side over the relay socket: whole messages in, one chunk out."""
-
-    def __init__(self, path: str, timeout: float = IO_TIMEOUT) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buf = bytearray()
-        self.partial: dict[int, bytearray] = {}
-        self.seen: list[tuple[int, bytes]] = []
-        self.chunks: list[tuple[int, int]] = []  # (port, size) of every chunk received
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> RawHost:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- sending
-    def send(self, mtype: int, payload: bytes = b"", port: int = PORT_CLIENT) -> None:
-        msg = MSG.pack(VD_AGENT_PROTOCOL, mtype, 0, len(payload)) + payload
-        assert len(msg) <= 2048, "the daemon rejects chunks > 2048 bytes"
-        self.sock.sendall(CHUNK.pack(port, len(msg)) + msg)
-
-    def send_caps(self, request: int, caps: int = HOST_CAPS) -> None:
-        self.send(ANNOUNCE_CAPABILITIES, struct.pack("<II", request, caps))
-
-    # -- receiving
-    def _fill(self, need: int, deadline: float) -> None:
-        while len(self.buf) < need:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"host got {len(self.buf)}/{need} bytes; messages so far: {self.seen}"
-                )
-            self.sock.settimeout(remaining)
-            data = self.sock.recv(1 << 20)
-            if not data:
-                raise EOFError("relay closed the host connection")
-            self.buf += data
-
-    def recv(self, timeout: float = IO_TIMEOUT) -> tuple[int, bytes]:
-        """Next whole message (type, payload), reassembled per port."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self._fill(CHUNK.size, deadline)
-            port, size = CHUNK.unpack_from(self.buf)
-            self._fill(CHUNK.size + size, deadline)
-            body = bytes(self.buf[CHUNK.size : CHUNK.size + size])
-            del self.buf[: CHUNK.size + size]
-            self.chunks.append((port, size))
-            acc = self.partial.setdefault(port, bytearray())
-            acc += body
-            if len(acc) < MSG.size:
-                continue
-            protocol, mtype, _opaque, msize = MSG.unpack_from(acc)
-            assert protocol == VD_AGENT_PROTOCOL, acc[:20].hex()
-            if len(acc) < MSG.size + msize:
-                continue
-            assert len(acc) == MSG.size + msize, "a chunk carried bytes of two messages"
-            payload = bytes(acc[MSG.size :])
-            del self.partial[port]
-            self.seen.append((mtype, payload))
-            return mtype, payload
-
-    def expect(self, mtype: int, timeout: float = IO_TIMEOUT) -> bytes:
-        """Skip other messages until one of ``mtype`` arrives; return its payload."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got, payload = self.recv(max(0.0, deadline - time.monotonic()))
-            if got == mtype:
-                return payload
-
-    def assert_eof(self, timeout: float = IO_TIMEOUT) -> None:
-        """The relay closed this connection (e.g. after a takeover)."""
-        self.sock.settimeout(timeout)
-        while True:
-            data = self.sock.recv(65536)
-            if not data:
-                return
-
-    def handshake(self) -> int:
-        """Read the daemon's caps request=1, announce ours with request=1 and
-        read the daemon's answer (request=0).  Returns the guest caps word."""
-        request, caps = struct.unpack("<II", self.expect(ANNOUNCE_CAPABILITIES))
-        assert request == 1
-        self.send_caps(request=1)
-        request2, caps2 = struct.unpack("<II", self.expect(ANNOUNCE_CAPABILITIES))
-        assert request2 == 0
-        assert caps2 == caps
-        return int(caps)
-
-
-def parse_grab(payload: bytes) -> tuple[int, int, list[int]]:
-    """GRAB with SELECTION + GRAB_SERIAL in effect: [u8 sel, 3 pad][u32 serial][u32 types...]."""
-    sel, pad, serial = struct.unpack_from("<B3sI", payload)
-    assert pad == b"\0\0\0"
-    types = list(struct.unpack_from(f"<{(len(payload) - 8) // 4}I", payload, 8))
-    return sel, serial, types
+RawHost = functools.partial(_RawHost, timeout=IO_TIMEOUT, peer="the relay")
 
 
 def mouse(x: int, y: int, buttons: int, display: int = 0) -> bytes:
