@@ -150,10 +150,12 @@ until [ -S /run/spice-vdagentd/spice-vdagent-sock ]; do
     sleep 0.05
 done
 
+# Files the host sends land in /tmp/xfer (-f), and nothing opens them afterwards (-o 0).
+mkdir -p /tmp/xfer
 (
     export DISPLAY=:0 XDG_RUNTIME_DIR=/run/user/0 NO_AT_BRIDGE=1 GDK_BACKEND=x11 \
         G_MESSAGES_DEBUG=all DBUS_SESSION_BUS_ADDRESS=unix:path=/nonexistent
-    exec spice-vdagent -x -d
+    exec spice-vdagent -x -d -f /tmp/xfer -o 0
 ) >/tmp/vdagent.log 2>&1 &
 log "session agent started"
 

@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..protocol import Event, HostSession, RemoteProtocolError
+from .sockdiag import unread_by_peer
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,12 @@ class AgentConnection:
         self.record: bytearray | None = None
         #: Loop time of the last bytes received.
         self.last_input = 0.0
+        #: The latest writes, as (buffers, bytes the socket took of them): at least
+        #: ``_retain`` bytes, enough to cover what the peer may not have read yet (see
+        #: :meth:`written_tail`). References, not copies.
+        self._written: deque[tuple[list[bytes | memoryview], int]] = deque()
+        self._written_size = 0
+        self._retain = 0
 
     @property
     def connected(self) -> bool:
@@ -252,6 +259,9 @@ class AgentConnection:
         self._sock = await endpoint.open()
         with contextlib.suppress(OSError):
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        # The peer may leave up to about a send buffer (as the kernel counts it, doubled)
+        # unread; keep twice that.
+        self._retain = 2 * self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
         self._closing = False
         self.hold = hold
         if fresh:
@@ -341,6 +351,7 @@ class AgentConnection:
                 break
             if self.record is not None:
                 self._record(buffers, sent)
+            self._keep_written(buffers, sent)
             self.bytes_out += sent
             budget -= sent
             wrote = True
@@ -375,6 +386,38 @@ class AgentConnection:
             else:
                 front[0] = head[count:]
                 count = 0
+
+    def _keep_written(self, buffers: list[bytes | memoryview], count: int) -> None:
+        written = self._written
+        written.append((buffers, count))
+        self._written_size += count
+        while self._written_size - written[0][1] >= self._retain:
+            self._written_size -= written.popleft()[1]
+
+    def written_tail(self, count: int) -> bytes | None:
+        """The last ``count`` bytes written to the socket, or None if fewer are kept (at
+        least twice the send buffer is: what a peer can have left unread).
+
+        A migration's source that stops with some of our output unread
+        (:meth:`unread_by_peer`) takes it with it; these bytes go to the destination first.
+        """
+        if count > self._written_size:
+            return None
+        parts: list[bytes] = []
+        need = count
+        for buffers, sent in reversed(self._written):
+            if need <= 0:
+                break
+            data = b"".join(buffers)[:sent]
+            parts.append(data[-need:])
+            need -= len(parts[-1])
+        return b"".join(reversed(parts))
+
+    def unread_by_peer(self) -> int | None:
+        """Exactly how many written bytes the peer has not read (a UNIX socket's peer, from
+        the kernel's sock_diag), or None where that cannot be known."""
+        sock = self._sock
+        return None if sock is None else unread_by_peer(sock)
 
     def _record(self, buffers: list[bytes | memoryview], count: int) -> None:
         assert self.record is not None

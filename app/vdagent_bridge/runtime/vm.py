@@ -96,6 +96,9 @@ class _Migration:
     monitor: QmpMonitor | None
     writing_to_destination: bool = False
     watcher: asyncio.Task[None] | None = None
+    #: Bytes the source left unread, written to the destination first (and so at the start
+    #: of its record, where a failed migration must not send them to the source again).
+    carried_over: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,12 +552,28 @@ class VmRuntime:
 
     def _source_stopped(self, migration: _Migration) -> None:
         """The guest is paused for the final copy: from now on write to the destination
-        (recorded, in case the migration fails and the source resumes)."""
-        if self.connection is not None and self.connection.unread_output():
+        (recorded, in case the migration fails and the source resumes).
+
+        What we wrote to the source before holding our output and the source did not read
+        stays in its socket and is lost with it, while the guest carries on on the
+        destination: it goes to the destination first, or the guest would see a gap in
+        the stream (a file being sent, a large clipboard)."""
+        source = self.connection
+        unread = None if source is None else source.unread_by_peer()
+        tail = None if source is None or not unread else source.written_tail(unread)
+        if source is not None and unread is None and source.unread_output():
             log.warning("%s: the source stopped with our output still unread", self.name)
+        elif unread and (tail is None or migration.conn is None):
+            log.warning("%s: the source stopped with %d bytes of our output unread, which "
+                        "cannot be carried over", self.name, unread)
         if migration.conn is None:
             return
         migration.conn.record = bytearray()
+        if tail:
+            log.info("%s: the source stopped with %d bytes of our output unread; they go "
+                     "to the destination first", self.name, len(tail))
+            migration.carried_over = len(tail)
+            migration.conn.write(tail)
         migration.conn.hold = False
         migration.writing_to_destination = True
         log.debug("%s: the source stopped; writing to the destination", self.name)
@@ -623,7 +642,8 @@ class VmRuntime:
         if migration is not None and migration.conn is not None:
             # What went to the destination after the source stopped never reached the guest,
             # which goes on running on the source: send it there, first.
-            resend = bytes(migration.conn.record or b"")
+            # (Less what the source had left unread: it still has those.)
+            resend = bytes((migration.conn.record or b"")[migration.carried_over :])
             await migration.conn.close()
         if migration is not None and migration.monitor is not None:
             await migration.monitor.close()
