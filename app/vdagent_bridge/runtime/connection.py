@@ -572,6 +572,8 @@ class AgentConnection:
         self._closing = False
         self._front.clear()
         self._front_size = 0
+        self._written.clear()  # what it kept for a migration's switchover: no longer needed
+        self._written_size = 0
         sock.close()
         self.gate.notify()
 
