@@ -78,3 +78,38 @@ def test_a_connection_gives_back_exactly_what_its_peer_left_unread(tmp_path: Pat
         listener.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_a_connection_lets_go_of_what_its_peer_has_read(tmp_path: Path) -> None:
+    """The kept writes reference their buffers: once the peer has read everything, they are
+    dropped, so a large clipboard does not stay in memory for being the last thing sent."""
+    path = tmp_path / "agent.sock"
+    data = bytes(8 * 1024 * 1024)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen(1)
+        listener.setblocking(False)
+        session = HostSession()
+        conn = AgentConnection(session, lambda event: None)
+        connecting = asyncio.create_task(conn.connect(Endpoint("unix", path=str(path))))
+        peer, _ = await loop.sock_accept(listener)
+        await connecting
+        session.send(ClipboardData(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT, data))
+        conn.flush()
+        got = 0
+        while got < len(data) or got < conn.bytes_out or session.bytes_to_send:
+            got += len(await loop.sock_recv(peer, 1 << 20))
+            conn.flush()
+        for _ in range(200):
+            if conn._written_size == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert conn._written_size == 0 and not conn._written
+        await asyncio.wait_for(conn.close(), 5)
+        peer.close()
+        listener.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))

@@ -74,6 +74,9 @@ _SEND_BUFFERS = 1024
 #: Bytes written per writer callback before the loop gets a turn (the rest follows on the
 #: next one: the socket is still writable).
 _PUMP_BUDGET = 8 * 1024 * 1024
+#: How long after the output is written the connection checks what the peer has read, to
+#: let go of the writes it keeps for a migration's switchover (see ``written_tail``).
+_TRIM_DELAY = 0.25
 #: Longest stretch of event handling between two turns of the loop.
 TURN_BUDGET = 0.005
 
@@ -244,6 +247,7 @@ class AgentConnection:
         self._written: deque[tuple[list[bytes | memoryview], int]] = deque()
         self._written_size = 0
         self._retain = 0
+        self._trim_handle: asyncio.TimerHandle | None = None
 
     @property
     def connected(self) -> bool:
@@ -308,13 +312,16 @@ class AgentConnection:
         yet taken by the socket plus the socket's send queue (SIOCOUTQ; for a UNIX socket
         the kernel counts buffer memory, not bytes, so only 0, "everything was read", is
         exact). The session's queue is not included: see :meth:`backlog`."""
-        pending = self._front_size
-        if self._sock is not None:
-            buf = array.array("i", [0])
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(self._sock.fileno(), termios.TIOCOUTQ, buf)
-                pending += buf[0]
-        return pending
+        return self._front_size + self._send_queue()
+
+    def _send_queue(self) -> int:
+        """The socket's send queue (SIOCOUTQ): 0 once the peer has read everything."""
+        if self._sock is None:
+            return 0
+        buf = array.array("i", [0])
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(self._sock.fileno(), termios.TIOCOUTQ, buf)
+        return buf[0]
 
     def _buffers(self) -> tuple[list[bytes | memoryview], bool]:
         """What to hand the socket next, and whether it comes from the session."""
@@ -367,6 +374,7 @@ class AgentConnection:
             self._stop_writing()
             if self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
+            self._schedule_trim()
         if wrote:
             self.gate.notify()
 
@@ -391,8 +399,34 @@ class AgentConnection:
         written = self._written
         written.append((buffers, count))
         self._written_size += count
-        while self._written_size - written[0][1] >= self._retain:
+        # The peer's unread bytes are never more than the socket's send queue (counted in
+        # buffer memory for a UNIX socket): older writes can go, and the buffers they hold.
+        self._trim_written(min(self._send_queue(), self._retain))
+
+    def _trim_written(self, keep: int) -> None:
+        """Keep at least the last ``keep`` written bytes, as few entries as that takes."""
+        written = self._written
+        while written and self._written_size - written[0][1] >= keep:
             self._written_size -= written.popleft()[1]
+
+    def _schedule_trim(self) -> None:
+        if self._written and self._trim_handle is None:
+            self._trim_handle = asyncio.get_running_loop().call_later(
+                _TRIM_DELAY, self._trim_read
+            )
+
+    def _trim_read(self) -> None:
+        """Once the output is written, let go of what the peer has read: the kept writes
+        reference their buffers, and a large clipboard must not stay in memory because it
+        was the last thing sent. The socket's send queue (SIOCOUTQ, counted in buffer
+        memory for a UNIX socket) is never less than what the peer has left unread."""
+        self._trim_handle = None
+        queued = self._send_queue()
+        self._trim_written(queued)
+        if queued == 0:
+            self._written.clear()
+            self._written_size = 0
+        self._schedule_trim()
 
     def written_tail(self, count: int) -> bytes | None:
         """The last ``count`` bytes written to the socket, or None if fewer are kept (at
@@ -574,6 +608,9 @@ class AgentConnection:
         self._front_size = 0
         self._written.clear()  # what it kept for a migration's switchover: no longer needed
         self._written_size = 0
+        if self._trim_handle is not None:
+            self._trim_handle.cancel()
+            self._trim_handle = None
         sock.close()
         self.gate.notify()
 
