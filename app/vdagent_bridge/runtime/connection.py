@@ -18,6 +18,13 @@ writer callback continues when the socket drains. So a guest that stops reading 
 queued bytes, never copies of them, and a migration can move the unsent rest to another
 connection (the session is shared; only one connection at a time is not *held*).
 
+What the socket took is not yet what the peer read: a migration's source that stops takes
+the unread rest with it. So the connection keeps references to its latest writes, trimmed
+at every write to the socket's send queue (never less than what the peer has not read) and
+dropped once that queue is empty, and says exactly how much its peer left unread
+(:meth:`unread_by_peer`, from the kernel's sock_diag): at the switchover those bytes are
+written to the destination first (:meth:`written_tail`).
+
 An :class:`OutputGate` holds the high-water mark: once more than :data:`HIGH_WATER` bytes are
 queued, producers (file data, the read loop answering requests) wait until the queue is down
 to :data:`LOW_WATER`. The read loop checks it after every event, so a guest asking for many
