@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+from collections.abc import Callable, Iterator
+
 from vdagent_bridge.demo.guest import SimulatedGuest
 from vdagent_bridge.protocol import Event, HostSession, RemoteProtocolError
 from vdagent_bridge.protocol.codec import FULL, WireFormat, encode
@@ -82,3 +86,19 @@ class Pair:
 
     def of_type(self, kind: type) -> list[Event]:
         return [e for e in self.events if isinstance(e, kind)]
+
+
+async def until(condition: Callable[[], object], timeout: float = 5.0,
+                what: str = "condition") -> None:
+    """Wait on the running loop until ``condition()`` is true; fail after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        if loop.time() > end:
+            raise AssertionError(f"{what} not reached in {timeout} s")
+        await asyncio.sleep(0.005)
+
+
+def quick() -> Iterator[float]:
+    """Reconnect delays that do not grow (tests want quick retries)."""
+    return itertools.repeat(0.05)

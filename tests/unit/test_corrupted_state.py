@@ -12,25 +12,20 @@ instead of being kept.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import Pair
+from tests.helpers import Pair, quick
 from vdagent_bridge.cli import main
 from vdagent_bridge.demo import GuestServer
 from vdagent_bridge.protocol import HostSession, LocalProtocolError, Selection
 from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
 from vdagent_bridge.state import StateStore
-
-
-def quick() -> Iterator[float]:
-    return itertools.repeat(0.05)
 
 
 def snapshot() -> dict[str, Any]:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import agent_bytes, drain
+from tests.helpers import agent_bytes, drain, until
 from vdagent_bridge.demo import GuestServer, SimulatedGuest
 from vdagent_bridge.demo.guest import Holder
 from vdagent_bridge.protocol import (
@@ -73,15 +73,6 @@ MOUSE_FRAME = 8 + 20 + 13
 
 def quick() -> Iterator[float]:
     return itertools.repeat(0.02)
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError(f"not reached in {timeout} s: {what}")
-        await asyncio.sleep(0.005)
 
 
 class Vm:

@@ -28,6 +28,7 @@ from PySide6.QtGui import (  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 from qasync import QEventLoop  # noqa: E402
 
+from tests.helpers import until  # noqa: E402
 from vdagent_bridge.bridges import GuestScreen, PointerBridge, ScreenUnavailable  # noqa: E402
 from vdagent_bridge.bridges.pointer import HIGH_WATER  # noqa: E402
 from vdagent_bridge.demo import GuestServer  # noqa: E402
@@ -52,15 +53,6 @@ def run(qapp: QApplication, coro: Coroutine[Any, Any, T]) -> T:
         return result
     finally:
         loop.close()
-
-
-async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 async def settle() -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.helpers import agent_bytes
+from tests.helpers import agent_bytes, quick, until
 from vdagent_bridge.protocol import ClipboardType, Selection
 from vdagent_bridge.protocol.caps import LINUX_AGENT_CAPS
 from vdagent_bridge.protocol.constants import MessageType, Port
@@ -25,19 +24,6 @@ from vdagent_bridge.runtime.vm import _Migration
 CAPS = agent_bytes(AnnounceCapabilities(True, LINUX_AGENT_CAPS.to_words()))
 DATA = bytes(range(256)) * 16384  # 4 MiB: more than the socket holds
 LATER = b"sent after the source stopped"
-
-
-def quick() -> Iterator[float]:
-    while True:
-        yield 0.05
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < end, "condition not reached"
-        await asyncio.sleep(0.005)
 
 
 def listener(path: Path) -> socket.socket:

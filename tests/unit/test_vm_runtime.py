@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import quick, until
 from vdagent_bridge.demo import GuestServer, SimulatedGuest
 from vdagent_bridge.protocol import (
     CapabilitiesReceived,
@@ -21,19 +20,6 @@ from vdagent_bridge.protocol import (
 from vdagent_bridge.protocol.messages import ClipboardData
 from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
 from vdagent_bridge.state import StateStore
-
-
-def quick() -> Iterator[float]:
-    return itertools.repeat(0.05)
-
-
-async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def test_runtime_waits_for_the_socket_then_connects_fresh(tmp_path: Path) -> None:
