@@ -8,10 +8,12 @@ so a test can fill the socket, then let it drain.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from tests import helpers
 from vdagent_bridge.protocol import ClipboardType, Event, HostSession, Selection
 from vdagent_bridge.protocol.messages import ClipboardData
 from vdagent_bridge.runtime import AgentConnection, Endpoint, OutputGate
@@ -57,12 +59,8 @@ class Peer:
         await self._server.wait_closed()
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < end, "condition not reached"
-        await asyncio.sleep(0.005)
+#: Socket round trips here may take a while on a loaded machine.
+until = functools.partial(helpers.until, timeout=10.0)
 
 
 def connection(session: HostSession) -> AgentConnection:

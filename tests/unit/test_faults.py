@@ -670,6 +670,24 @@ def test_a_4_gib_chunk_or_message_claim_allocates_nothing() -> None:
         assert peak < MIB, f"{what}: peak {peak / MIB:.1f} MiB"
 
 
+async def traced_peak(vm: Vm, writer: asyncio.StreamWriter, pieces: list[bytes],
+                      arrived: int) -> int:
+    """The guest writes ``pieces``; the peak of Python allocations (tracemalloc) until the
+    host has received ``arrived`` bytes in all."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+        conn = vm.runtime.connection
+        assert conn is not None
+        await until(lambda: conn.bytes_in >= arrived)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_4_gib_claim_over_a_socket_costs_nothing_and_a_reconnect_recovers(
     tmp_path: Path,
 ) -> None:
@@ -682,19 +700,8 @@ def test_a_4_gib_claim_over_a_socket_costs_nothing_and_a_reconnect_recovers(
             vm.start()
             _, writer = await peer.accepted.get()
             await until(lambda: vm.session.clipboard_ready)
-            gc.collect()
-            tracemalloc.start()
-            try:
-                writer.write(struct.pack("<II", 1, FOUR_GIB))
-                for _ in range(32):
-                    writer.write(junk)
-                    await writer.drain()
-                conn = vm.runtime.connection
-                assert conn is not None
-                await until(lambda: conn.bytes_in >= 32 * MIB + len(CAPS))
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+            peak = await traced_peak(vm, writer, [struct.pack("<II", 1, FOUR_GIB)] + [junk] * 32,
+                                     arrived=32 * MIB + len(CAPS))
             assert vm.runtime.protocol_errors == 1
             assert vm.session.buffered() == 0
             assert peak < 8 * MIB, f"peak {peak / MIB:.1f} MiB"
@@ -724,20 +731,9 @@ def test_a_clipboard_claim_at_the_limit_over_a_socket_allocates_only_what_arrive
             _, writer = await peer.accepted.get()
             await until(lambda: vm.session.clipboard_ready)
             limit = vm.session.limits.max_message_size
-            gc.collect()
-            tracemalloc.start()
-            try:
-                writer.write(struct.pack("<II", 1, 20 + limit))
-                writer.write(struct.pack("<IIQI", 1, 4, 0, limit) + bytes(8))
-                for _ in range(8):
-                    writer.write(bytes(MIB // 4))
-                    await writer.drain()
-                conn = vm.runtime.connection
-                assert conn is not None
-                await until(lambda: conn.bytes_in >= len(CAPS) + 36 + 2 * MIB)
-                _, peak = tracemalloc.get_traced_memory()
-            finally:
-                tracemalloc.stop()
+            head = struct.pack("<II", 1, 20 + limit) + struct.pack("<IIQI", 1, 4, 0, limit)
+            peak = await traced_peak(vm, writer, [head + bytes(8)] + [bytes(MIB // 4)] * 8,
+                                     arrived=len(CAPS) + 36 + 2 * MIB)
             assert vm.session.buffered() == 8 + 2 * MIB
             assert peak < 2 * MIB + DIRECT_READ_SIZE + MIB, f"peak {peak / MIB:.1f} MiB"
             await vm.stop()

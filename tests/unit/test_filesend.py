@@ -10,6 +10,7 @@ sender back instead of filling the memory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import random
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import helpers
 from tests.helpers import agent_bytes
 from vdagent_bridge.demo import GuestServer, SimulatedGuest
 from vdagent_bridge.protocol import (
@@ -54,12 +56,8 @@ def quick() -> Iterator[float]:
     return itertools.repeat(0.02)
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < end, "condition not reached"
-        await asyncio.sleep(0.005)
+#: Socket round trips here may take a while on a loaded machine.
+until = functools.partial(helpers.until, timeout=10.0)
 
 
 class Vm:
