@@ -158,6 +158,32 @@ def test_demo_both_directions_then_a_clean_quit(
     assert not app._helpers
 
 
+def test_the_demo_window_shows_every_host_copy_after_a_guest_copy(
+    qapp: QApplication, clipboard: QClipboard, paths: AppPaths
+) -> None:
+    # Seen by a new user: after a guest copy, only the first host copy showed in the window.
+    app = Application(demo_options(paths), tray_available=False, delays=quick)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(app.run(), name="app")
+        await until(lambda: app.demo is not None and app.vms()
+                    and app._vms[DEMO_VM].runtime.session.clipboard_ready, "the demo")
+        demo, window = app.demo, app.demo_window
+        assert demo is not None and window is not None
+        demo.copy_text("copied in the guest")
+        await until(lambda: clipboard.text() == "copied in the guest", "the host clipboard")
+        for text in ("first host copy", "second host copy", "third host copy"):
+            clipboard.setText(text)
+            await until(lambda text=text: window.clipboard_view.text() == text,  # type: ignore[misc]
+                        lambda text=text: f"{text!r} in the demo window, which shows "  # type: ignore[misc]
+                        f"{window.clipboard_view.text()!r}")
+            assert window.clipboard_source.text() == "pasted from the host"
+        app.quit()
+        assert await task == 0
+
+    run(qapp, scenario())
+
+
 def test_switches_apply_at_once_persist_and_win_over_the_config_next_time(
     qapp: QApplication, clipboard: QClipboard, paths: AppPaths
 ) -> None:

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tests.helpers import Pair, agent_bytes, drain
-from vdagent_bridge.demo.guest import Holder, SimulatedGuest
+from vdagent_bridge.demo.guest import GuestSelection, Holder, SimulatedGuest
 from vdagent_bridge.protocol import (
     HOST_CAPS,
     LINUX_AGENT_CAPS,
@@ -242,7 +242,7 @@ def test_agent_none_reply_fails_the_request():
     pair.pump()
     pair.host.request_clipboard(CB, TEXT, pair.now)
     # The guest's clipboard owner vanished without a RELEASE reaching us yet.
-    pair.guest.selections[CB].holder = Holder.NOBODY
+    pair.guest.selections[CB] = GuestSelection()
     assert pair.pump() == [ClipboardRequestFailed(CB, TEXT, FailureReason.NO_DATA)]
 
 

@@ -118,9 +118,13 @@ class Holder(enum.Enum):
     HOST = "host"
 
 
-@dataclass
+@dataclass(frozen=True)
 class GuestSelection:
-    """The session agent's view of one selection."""
+    """The session agent's view of one selection.
+
+    A value, never changed in place: every grab, copy and release puts a new one in
+    :attr:`SimulatedGuest.selections`, so an observer (the demo window) tells a new offer from
+    one it has seen by identity, even when two offers in a row hold the same types."""
 
     holder: Holder = Holder.NOBODY
     #: Guest-owned: the data per type. Host-owned: the offered types with empty values.
@@ -236,10 +240,10 @@ class SimulatedGuest:
     def _session_client_disconnected(self) -> None:
         """GTK session agent on CLIENT_DISCONNECTED: host-owned selections are cleared and
         guest-owned ones are released (RELEASE sent) and forgotten."""
-        for sel, state in self.selections.items():
+        for sel, state in list(self.selections.items()):
             if state.holder is Holder.GUEST and self.client_connected:
                 self._send(ClipboardRelease(sel))
-            state.holder, state.data = Holder.NOBODY, {}
+            self.selections[sel] = GuestSelection()
         self._paste_pending.clear()
 
     def _check_size(self, raw: RawMessage) -> bool:
@@ -362,15 +366,14 @@ class SimulatedGuest:
             else:
                 self.log.append(f"grab discard, serial {msg.serial} != session serial {counter}")
                 return
-        state = self._session_sel(sel)
-        if state is None:
+        if self._session_sel(sel) is None:
             return
         known = [t for t in msg.types if t in (ClipboardType.UTF8_TEXT, ClipboardType.IMAGE_PNG,
                                                 ClipboardType.IMAGE_BMP, ClipboardType.IMAGE_TIFF,
                                                 ClipboardType.IMAGE_JPG)]
         if not known:
             return
-        state.holder, state.data = Holder.HOST, {t: b"" for t in known}
+        self.selections[Selection(sel)] = GuestSelection(Holder.HOST, {t: b"" for t in known})
         self._paste_pending.pop(Selection(sel), None)
 
     def _on_request(self, msg: ClipboardRequest) -> None:
@@ -394,7 +397,7 @@ class SimulatedGuest:
     def _on_release(self, msg: ClipboardRelease) -> None:
         state = self._session_sel(int(msg.selection))
         if state is not None and state.holder is Holder.HOST:
-            state.holder, state.data = Holder.NOBODY, {}
+            self.selections[Selection(msg.selection)] = GuestSelection()
 
     # ---------------------------------------------------------------- files
 
@@ -462,7 +465,7 @@ class SimulatedGuest:
         """The guest application that owned ``selection`` goes away: RELEASE."""
         state = self.selections[Selection(selection)]
         if state.holder is Holder.GUEST:
-            state.holder, state.data = Holder.NOBODY, {}
+            self.selections[Selection(selection)] = GuestSelection()
             if self.client_connected:
                 self._send(ClipboardRelease(selection))
 
@@ -480,12 +483,12 @@ class SimulatedGuest:
     def restart_session_agent(self) -> None:
         """The session agent exits and a new one starts: the daemon sends the 1-byte RELEASE
         for guest-owned selections, closes the port, and announces request=1 on reopening."""
-        for sel, state in self.selections.items():
+        for sel, state in list(self.selections.items()):
             if state.holder is Holder.GUEST:
                 # vdagentd release_clipboards(): the selection byte only, whatever the caps.
                 frame_message(self._out, MessageType.CLIPBOARD_RELEASE, bytes([sel]),
                               max_chunk=1 << 62)
-            state.holder, state.data = Holder.NOBODY, {}
+            self.selections[sel] = GuestSelection()
         self._paste_pending.clear()
         self.open_port()
 
