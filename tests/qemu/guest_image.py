@@ -146,11 +146,14 @@ def missing_host_programs() -> list[str]:
 
 
 def cache_dir() -> Path:
-    """``$VDAGENT_TEST_CACHE`` or ``~/.cache/vdagent-bridge-tests``."""
+    """``$VDAGENT_TEST_CACHE``, else ``vdagent-bridge-tests`` in ``$XDG_CACHE_HOME`` (an
+    absolute path, as the XDG spec asks) or ``~/.cache``."""
     env = os.environ.get("VDAGENT_TEST_CACHE")
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "vdagent-bridge-tests"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "vdagent-bridge-tests"
 
 
 def _run(argv: Sequence[str], *, cwd: Path | None = None, timeout: float = 300) -> str:
@@ -220,6 +223,26 @@ def resolve_kernel_package(cache: Path | None = None) -> tuple[str, str]:
     return name, version
 
 
+def _current_kernel(cache: Path) -> Path:
+    """The current cloud kernel, downloaded on first use.
+
+    Package lists older than the archive name a kernel the archive no longer has (Debian
+    drops the previous kernel at a point release), so the first download on a machine with
+    old lists fails; as root the lists are refreshed once and the download tried again."""
+    name, version = resolve_kernel_package(cache)
+    try:
+        return fetch_kernel(cache, name, version)
+    except ImageBuildError as first:
+        if os.geteuid() != 0:
+            raise
+        try:
+            _run(["apt-get", "update", "-qq"], timeout=600)
+        except ImageBuildError as err:
+            raise ImageBuildError(f"{first}; apt-get update did not help: {err}") from first
+        name, version = resolve_kernel_package(cache)
+        return fetch_kernel(cache, name, version)
+
+
 def _cached_kernels(cache: Path) -> list[Path]:
     root = cache / "kernels"
     if not root.is_dir():
@@ -259,39 +282,58 @@ def fetch_kernel(cache: Path, name: str, version: str) -> Path:
 
 
 def _extract_kernel(deb: Path, out: Path) -> None:
-    """vmlinuz and the virtio modules (decompressed) out of a kernel .deb, via dpkg-deb."""
-    proc = subprocess.Popen(
-        ["dpkg-deb", "--fsys-tarfile", str(deb)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
+    """vmlinuz and the virtio modules (decompressed) out of a kernel .deb, via dpkg-deb.
+
+    The pipe and the process are closed and reaped on every path (a bad archive, a failed
+    read): the test suite turns a ResourceWarning into an error, and this runs only when the
+    kernel is not cached yet, so a leak here shows on a fresh machine alone."""
     wanted = set(VIRTIO_MODULES)
     found: dict[str, bytes] = {}
     vmlinuz: bytes | None = None
     builtin = ""
-    with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-        for member in tar:
-            base = os.path.basename(member.name)
-            if not member.isfile():
-                continue
-            if base.startswith("vmlinuz-") and "/boot/" in member.name:
-                vmlinuz = _read_member(tar, member)
-            elif base == "modules.builtin":
-                builtin = _read_member(tar, member).decode(errors="replace")
-            else:
-                mod = re.sub(r"\.ko(\.xz|\.gz)?$", "", base)
-                if mod in wanted and base != mod:
-                    data = _read_member(tar, member)
-                    if base.endswith(".xz"):
-                        data = lzma.decompress(data)
-                    elif base.endswith(".gz"):
-                        data = gzip.decompress(data)
-                    found[mod] = data
-    stderr = proc.stderr.read() if proc.stderr else b""
-    if proc.wait() != 0:
-        raise ImageBuildError(f"dpkg-deb --fsys-tarfile {deb}: {stderr.decode(errors='replace')}")
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(
+            ["dpkg-deb", "--fsys-tarfile", str(deb)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for member in tar:
+                    base = os.path.basename(member.name)
+                    if not member.isfile():
+                        continue
+                    if base.startswith("vmlinuz-") and "/boot/" in member.name:
+                        vmlinuz = _read_member(tar, member)
+                    elif base == "modules.builtin":
+                        builtin = _read_member(tar, member).decode(errors="replace")
+                    else:
+                        mod = re.sub(r"\.ko(\.xz|\.gz)?$", "", base)
+                        if mod in wanted and base != mod:
+                            data = _read_member(tar, member)
+                            if base.endswith(".xz"):
+                                data = lzma.decompress(data)
+                            elif base.endswith(".gz"):
+                                data = gzip.decompress(data)
+                            found[mod] = data
+        except (tarfile.TarError, lzma.LZMAError, OSError, EOFError) as err:
+            proc.kill()
+            raise ImageBuildError(f"{deb.name}: cannot unpack: {err}") from err
+        except BaseException:
+            proc.kill()
+            raise
+        while proc.stdout.read(1 << 16):
+            pass  # the archive's padding: dpkg-deb exits with SIGPIPE if it cannot write it
+        proc.stdout.close()
+        returncode = proc.wait()
+        errors.seek(0)
+        said = errors.read().decode(errors="replace").strip()
+    if returncode != 0:
+        raise ImageBuildError(f"dpkg-deb --fsys-tarfile {deb} failed (rc={returncode}): {said}")
     if vmlinuz is None:
         raise ImageBuildError(f"{deb.name} holds no /boot/vmlinuz-*")
     (out / "vmlinuz").write_bytes(vmlinuz)
@@ -562,8 +604,7 @@ def build_guest_image(
         )
     with _locked(cache):
         try:
-            name, version = resolve_kernel_package(cache)
-            kernel_dir = fetch_kernel(cache, name, version)
+            kernel_dir = _current_kernel(cache)
         except ImageBuildError:
             cached = _cached_kernels(cache)
             if not cached:
