@@ -68,11 +68,14 @@ grep -qx "Exec=$(cd "$(dirname "$BUNDLE")" && pwd)/vdagent-bridge" \
 [[ -z $(find "$XDG_DATA_HOME" -mindepth 1 2>/dev/null) ]] || fail "uninstall left files behind"
 
 # 3. The app on X11 (xcb), with the demo guest.
-display=99
-while [[ -e /tmp/.X11-unix/X$display || -e /tmp/.X$display-lock ]]; do display=$((display + 1)); done
-Xvfb ":$display" -screen 0 1280x800x24 -nolisten tcp >"$OUT/xvfb.log" 2>&1 &
+#    Xvfb picks a free display itself (-displayfd): a number chosen by looking at
+#    /tmp/.X11-unix may belong to a server in another mount namespace.
+Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$OUT/display" >"$OUT/xvfb.log" 2>&1 &
 xvfb_pid=$!
-export DISPLAY=:$display
+for _ in $(seq 150); do grep -q '^[0-9][0-9]*$' "$OUT/display" && break; sleep 0.1; done
+grep -q '^[0-9][0-9]*$' "$OUT/display" || fail "Xvfb did not start (see $OUT/xvfb.log)"
+export DISPLAY=:$(<"$OUT/display")
+unset XAUTHORITY DBUS_SESSION_BUS_ADDRESS
 for _ in $(seq 50); do xprop -root >/dev/null 2>&1 && break; sleep 0.1; done
 xprop -root >/dev/null 2>&1 || fail "Xvfb did not start (see $OUT/xvfb.log)"
 

@@ -8,7 +8,6 @@ Needs Xvfb, xdotool and xprop (tests/run.sh installs them); a missing one is a f
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.xvfb import clean_display_env, private_xvfb
 from vdagent_bridge import assets
 
 pytestmark = pytest.mark.system
@@ -33,22 +33,9 @@ def program(name: str) -> str:
 
 @pytest.fixture
 def display(tmp_path: Path) -> Iterator[str]:
-    number = next(n for n in range(140, 200)
-                  if not Path(f"/tmp/.X11-unix/X{n}").exists()
-                  and not Path(f"/tmp/.X{n}-lock").exists())
-    xvfb = subprocess.Popen([program("Xvfb"), f":{number}", "-screen", "0", "1024x768x24",
-                             "-nolisten", "tcp"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while subprocess.run([program("xprop"), "-display", f":{number}", "-root"],
-                             capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline, "Xvfb did not start"
-            time.sleep(0.1)
-        yield f":{number}"
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
+    program("xprop")
+    with private_xvfb(tmp_path, "1024x768x24", program("Xvfb")) as name:
+        yield name
 
 
 def xprop(display: str, window: str, name: str) -> str:
@@ -60,9 +47,9 @@ def xprop(display: str, window: str, name: str) -> str:
 def test_the_windows_name_the_desktop_entry_and_carry_the_icon(
     display: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in {"WAYLAND_DISPLAY", "QT_QPA_PLATFORM"}}
-    env.update(DISPLAY=display, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"),
-               XDG_STATE_HOME=str(tmp_path / "state"), PYTHONPATH=str(REPO / "app"))
+    env = clean_display_env(display, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"),
+                            XDG_STATE_HOME=str(tmp_path / "state"),
+                            PYTHONPATH=str(REPO / "app"))
     app = subprocess.Popen([sys.executable, "-m", "vdagent_bridge", "--demo", "--no-tray",
                             "--seconds", "8"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
@@ -72,7 +59,7 @@ def test_the_windows_name_the_desktop_entry_and_carry_the_icon(
         while len(windows) < 2 and time.monotonic() < deadline and app.poll() is None:
             time.sleep(0.2)
             found = subprocess.run([program("xdotool"), "search", "--onlyvisible", "--pid",
-                                    str(app.pid)], env={**os.environ, "DISPLAY": display},
+                                    str(app.pid)], env=clean_display_env(display),
                                    capture_output=True, text=True)
             windows = found.stdout.split()
         assert len(windows) == 2, "the fallback window and the demo guest's did not show"

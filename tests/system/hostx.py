@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from agent_stack import find_binary, missing_binaries
 
+from tests.xvfb import private_xvfb
+
 TIMEOUT = 15.0
 
 
@@ -36,35 +38,8 @@ def require(names: tuple[str, ...]) -> None:
 def xvfb(workdir: Path, screen: str = "800x600x24") -> Iterator[str]:
     """A private Xvfb for the host side, stopped on exit; its display name (``:N``)."""
     require(("Xvfb", "xclip"))
-    log = workdir / "xvfb.log"
-    rfd, wfd = os.pipe()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [find_binary("Xvfb") or "Xvfb", "-displayfd", str(wfd), "-screen", "0",
-             screen, "-nolisten", "tcp", "-noreset"],
-            pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if k != "DISPLAY"},
-        )
-    os.close(wfd)
-    try:
-        number = b""
-        deadline = time.monotonic() + TIMEOUT
-        while not number.endswith(b"\n"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"host Xvfb did not start: {log.read_text(errors='replace')}")
-            chunk = os.read(rfd, 16)
-            if not chunk:
-                raise RuntimeError(f"host Xvfb exited: {log.read_text(errors='replace')}")
-            number += chunk
-        yield f":{int(number)}"
-    finally:
-        os.close(rfd)
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with private_xvfb(workdir, screen, find_binary("Xvfb")) as display:
+        yield display
 
 
 class HostX:

@@ -58,19 +58,15 @@ wait_for() {
     done
 }
 
-display=""
-for n in $(seq 90 130); do
-    if [[ ! -e /tmp/.X11-unix/X$n && ! -e /tmp/.X$n-lock ]]; then
-        display=:$n
-        break
-    fi
-done
-[[ -n $display ]] || { echo "screenshot_app.sh: no free X display" >&2; exit 1; }
-export DISPLAY=$display
-unset WAYLAND_DISPLAY DBUS_SESSION_BUS_ADDRESS  # X11 tray (XEmbed), Qt's own balloons
-
-Xvfb "$DISPLAY" -screen 0 960x600x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+# Xvfb picks a free display number itself and writes it to fd 3 (-displayfd): a number
+# chosen by looking at /tmp/.X11-unix may belong to a server in another mount namespace,
+# whose abstract socket no file shows.
+Xvfb -displayfd 3 -screen 0 960x600x24 -nolisten tcp 3>"$WORK/display" >"$WORK/xvfb.log" 2>&1 &
 PIDS+=($!)
+wait_for 15 "Xvfb's display number" grep -q '^[0-9][0-9]*$' "$WORK/display"
+number=$(<"$WORK/display")
+export DISPLAY=:$number
+unset WAYLAND_DISPLAY DBUS_SESSION_BUS_ADDRESS XAUTHORITY  # X11 tray (XEmbed), Qt's own balloons
 wait_for 10 "Xvfb" xprop -root
 mkdir -p "$WORK/home" "$WORK/runtime"
 chmod 700 "$WORK/runtime"
