@@ -38,7 +38,7 @@ def test_screendump_through_the_runtime_gives_an_image_qimage_loads(
         async with RuntimeHarness([site], timeout=30.0) as h:
             target = tmp_path / "screen"
             # The follower opens the app's monitor once the agent connection is up.
-            await h.until(lambda: bool(h.vm._monitors))
+            await h.until(lambda: bool(h.vm.qmp_open))
             assert await h.vm.screendump(target)
             data = target.read_bytes()
             assert data.startswith(b"\x89PNG\r\n\x1a\n")  # QEMU 7.2 takes format=png

@@ -61,7 +61,8 @@ from vdagent_bridge.protocol.messages import (
     ClipboardRequest,
 )
 from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
-from vdagent_bridge.runtime.connection import DIRECT_READ_SIZE, HIGH_WATER
+from vdagent_bridge.runtime.connection import DIRECT_READ_SIZE
+from vdagent_bridge.runtime.gate import HIGH_WATER
 
 CB = Selection.CLIPBOARD
 TEXT = ClipboardType.UTF8_TEXT
@@ -432,7 +433,8 @@ def test_a_guest_that_stops_reading_gets_its_answers_one_at_a_time_as_it_reads(
 def test_output_to_a_guest_that_stops_reading_is_bounded(tmp_path: Path) -> None:
     """16 requests in one read (the pending limit), each to be answered with 4 MiB, then
     20 000 pointer motions: what the host holds for a guest that never reads stays about
-    one answer plus the high-water mark (not 64 MiB), and the motions cost one message."""
+    one answer plus the high-water mark (not 64 MiB), and the motions cost nothing until a
+    button changes (then the latest position goes first)."""
     payload = bytes(4 * MIB)
 
     async def scenario() -> None:
@@ -447,16 +449,20 @@ def test_output_to_a_guest_that_stops_reading_is_bounded(tmp_path: Path) -> None
 
             before = produced()
             peak = queued(vm)
+            pointer = vm.runtime.pointer
             for i in range(20_000):
-                assert vm.runtime.send_mouse(i % 1024, i % 768)
+                pointer.move(i % 1024, i % 768)
                 peak = max(peak, queued(vm))
-            assert produced() - before == MOUSE_FRAME  # one MOUSE_STATE
-            # A button change is never merged away: the press, the drag behind it (the
-            # drag's motions merged), the release.
-            assert vm.runtime.send_mouse(5, 5, MouseButton.LEFT)
-            assert vm.runtime.send_mouse(6, 6, MouseButton.LEFT)
-            assert vm.runtime.send_mouse(7, 7, MouseButton.LEFT)
-            assert vm.runtime.send_mouse(7, 7)
+            await asyncio.sleep(0.05)
+            # The guest does not read: motion waits, keeping only the latest position.
+            assert produced() == before
+            # A button change is never merged away: the latest position and the press, the
+            # drag's motions merged into its latest position, and the release.
+            pointer.move(5, 5)
+            assert pointer.set_buttons(MouseButton.LEFT)
+            pointer.move(6, 6)
+            pointer.move(7, 7)
+            assert pointer.set_buttons(MouseButton.NONE)
             assert produced() - before == 4 * MOUSE_FRAME
             assert len(vm.of_type(ClipboardRequested)) == 1
             assert peak <= len(payload) + HIGH_WATER, f"{peak / MIB:.1f} MiB queued"

@@ -693,7 +693,7 @@ def test_runtime_screendump_uses_the_followers_monitor_png_or_ppm(
             runtime = VmRuntime("vm", [Site(Endpoint("unix", path=str(agent)),
                                             Endpoint("unix", path=str(qmp)))], delays=quick)
             task = asyncio.create_task(runtime.run())
-            await until(lambda: runtime._monitors)
+            await until(lambda: runtime.qmp_open)
             screen = GuestScreen(runtime)
             for _ in range(2):
                 image = await screen()
@@ -705,7 +705,7 @@ def test_runtime_screendump_uses_the_followers_monitor_png_or_ppm(
             screen.close()
             await runtime.stop()
             await asyncio.wait_for(task, 5)
-            assert not runtime._monitors
+            assert not runtime.qmp_open
             assert not await runtime.screendump(tmp_path / "screen")  # no monitor open
 
     run(qapp, scenario())
@@ -718,7 +718,7 @@ def test_a_failed_screendump_says_why(qapp: QApplication, tmp_path: Path) -> Non
             runtime = VmRuntime("vm", [Site(Endpoint("unix", path=str(agent)),
                                             Endpoint("unix", path=str(qmp)))], delays=quick)
             task = asyncio.create_task(runtime.run())
-            await until(lambda: runtime._monitors)
+            await until(lambda: runtime.qmp_open)
             with pytest.raises(ScreenUnavailable, match="no console to take a screendump"):
                 await GuestScreen(runtime)()
             await runtime.stop()

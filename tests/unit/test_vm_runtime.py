@@ -19,6 +19,7 @@ from vdagent_bridge.protocol import (
 )
 from vdagent_bridge.protocol.messages import ClipboardData
 from vdagent_bridge.runtime import Endpoint, Runstate, Site, VmRuntime
+from vdagent_bridge.runtime import connection as connection_module
 from vdagent_bridge.state import StateStore
 
 
@@ -73,10 +74,10 @@ def test_permission_denied_is_fatal_with_a_readable_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As root, file modes do not refuse a connect, so the refusal is simulated at the socket.
-    async def refuse(self: Endpoint) -> object:
+    async def refuse(endpoint: Endpoint) -> object:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Endpoint, "open", refuse)
+    monkeypatch.setattr(connection_module, "open_endpoint", refuse)
 
     async def scenario() -> None:
         vm = VmRuntime("vm", [Site(Endpoint("unix", path=str(tmp_path / "s")))], delays=quick)

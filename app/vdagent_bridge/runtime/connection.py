@@ -53,10 +53,12 @@ import socket
 import termios
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..protocol import Event, HostSession, RemoteProtocolError
+from ..sites import Endpoint
+from .gate import OutputGate
 from .sockdiag import unread_by_peer
+from .sockets import open_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +69,6 @@ READ_SIZE = 256 * 1024
 DIRECT_READ_SIZE = 1024 * 1024
 #: How long a close waits for the peer to take the output still queued.
 _CLOSE_TIMEOUT = 1.0
-#: Above this many queued bytes producers wait (:class:`OutputGate`) ...
-HIGH_WATER = 1024 * 1024
-#: ... until the queue is down to this.
-LOW_WATER = 256 * 1024
 #: The socket's send buffer (SO_SNDBUF; Linux doubles it). The default (~200 KiB) costs a
 #: wake-up per 200 KiB of a large transfer; much more would put output out of our reach (a
 #: migration can no longer hold back what the source's socket already holds).
@@ -86,120 +84,6 @@ _PUMP_BUDGET = 8 * 1024 * 1024
 _TRIM_DELAY = 0.25
 #: Longest stretch of event handling between two turns of the loop.
 TURN_BUDGET = 0.005
-
-
-class EndpointError(ValueError):
-    """An endpoint string that cannot be used; the message is one readable line."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a guest agent port (or a QMP monitor) listens: ``unix:PATH`` or ``tcp:HOST:PORT``."""
-
-    kind: str
-    path: str = ""
-    host: str = ""
-    port: int = 0
-
-    @classmethod
-    def parse(cls, text: str) -> Endpoint:
-        """Parse ``unix:/path/to/sock`` or ``tcp:host:port`` (IPv6 hosts in brackets).
-
-        :raises EndpointError: with a message fit for the user.
-        """
-        scheme, sep, rest = text.partition(":")
-        if not sep or not rest:
-            raise EndpointError(f"endpoint {text!r}: expected unix:PATH or tcp:HOST:PORT")
-        if scheme == "unix":
-            return cls("unix", path=rest)
-        if scheme == "tcp":
-            host, sep, port_text = rest.rpartition(":")
-            host = host.strip("[]")
-            if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-                raise EndpointError(
-                    f"endpoint {text!r}: expected tcp:HOST:PORT with a port 1-65535"
-                )
-            return cls("tcp", host=host, port=int(port_text))
-        raise EndpointError(f"endpoint {text!r}: unknown scheme {scheme!r} (use unix: or tcp:)")
-
-    def __str__(self) -> str:
-        return f"unix:{self.path}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
-
-    async def open(self) -> socket.socket:
-        """Connect a non-blocking socket. Raises OSError (retryable by the caller's policy)."""
-        loop = asyncio.get_running_loop()
-        if self.kind == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.setblocking(False)
-                await loop.sock_connect(sock, self.path)
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        error: OSError = OSError(f"no address for {self.host}")
-        for family, kind, proto, _, address in infos:
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                await loop.sock_connect(sock, address)
-            except OSError as err:
-                sock.close()
-                error = err
-                continue
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-        raise error
-
-
-class OutputGate:
-    """The high-water mark of one conversation's output, shared by its connections.
-
-    ``backlog`` says how many bytes wait to be written. Producers check :attr:`writable`
-    (at most ``high`` queued) before they queue more, and otherwise ``await``
-    :meth:`wait_writable`, which returns once the backlog is down to ``low`` (hysteresis, so
-    a producer refills a whole window at a time). Whoever makes the backlog shrink (the
-    writer, a reset of the session, a closed connection) calls :meth:`notify`.
-    """
-
-    def __init__(
-        self, backlog: Callable[[], int], *, high: int = HIGH_WATER, low: int = LOW_WATER
-    ) -> None:
-        if not 0 <= low <= high:
-            raise ValueError(f"need 0 <= low ({low}) <= high ({high})")
-        self.backlog = backlog
-        self.high = high
-        self.low = low
-        self._changed = asyncio.Event()
-
-    @property
-    def writable(self) -> bool:
-        """Whether a producer may queue more now."""
-        return self.backlog() <= self.high
-
-    def notify(self) -> None:
-        """The backlog may have shrunk: wake the waiters to look again."""
-        self._changed.set()
-
-    async def wait_writable(self, *, unless: Callable[[], bool] | None = None) -> bool:
-        """Return at once if :attr:`writable`, else once the backlog is down to ``low``.
-
-        Waits for as long as that takes (a guest that never reads: until cancelled), or
-        until ``unless()`` is true when the gate is notified (a closed connection). Returns
-        whether the output drained.
-        """
-        if self.backlog() <= self.high:
-            return True
-        while self.backlog() > self.low:
-            if unless is not None and unless():
-                return False
-            self._changed.clear()
-            await self._changed.wait()
-        return True
 
 
 class AgentConnection:
@@ -267,7 +151,7 @@ class AgentConnection:
         """Open the socket. ``fresh`` starts a new conversation (caps with request=1);
         ``fresh=False`` continues the session's conversation as it stands. With ``hold``
         nothing is written until :attr:`hold` is cleared (a pre-connected destination)."""
-        self._sock = await endpoint.open()
+        self._sock = await open_endpoint(endpoint)
         with contextlib.suppress(OSError):
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         # The peer may leave up to about a send buffer (as the kernel counts it, doubled)
@@ -454,6 +338,11 @@ class AgentConnection:
             need -= len(parts[-1])
         return b"".join(reversed(parts))
 
+    def keeps(self, count: int) -> bool:
+        """Whether the last ``count`` written bytes are still at hand (see
+        :meth:`written_tail`)."""
+        return count <= self._written_size
+
     def unread_by_peer(self) -> int | None:
         """Exactly how many written bytes the peer has not read (a UNIX socket's peer, from
         the kernel's sock_diag), or None where that cannot be known."""
@@ -558,6 +447,39 @@ class AgentConnection:
                 self._read_waiter = None
                 if self._sock is not None:
                     loop.remove_reader(sock.fileno())
+
+    async def watch_for_close(self) -> str:
+        """For a connection nobody reads (a migration's held destination): return, with the
+        reason, once the peer closed it or it broke; wait forever while it stays open.
+
+        It only peeks: bytes the peer sends stay in the socket for :meth:`run` to read later
+        (when the peer sends something, the watch ends quietly: waiting would spin)."""
+        loop = asyncio.get_running_loop()
+        sock = self._sock
+        while sock is not None:
+            if self._write_error is not None:
+                return self._write_error.strerror or str(self._write_error)
+            try:
+                data = sock.recv(1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError as err:
+                return err.strerror or str(err)
+            if data == b"":
+                return "the agent port closed"
+            if data:
+                await loop.create_future()  # readable for run(): nothing more to watch
+            waiter = loop.create_future()
+            self._read_waiter = waiter
+            loop.add_reader(sock.fileno(), _wake, waiter)
+            try:
+                await waiter
+            finally:
+                self._read_waiter = None
+                if self._sock is not None:
+                    loop.remove_reader(sock.fileno())
+            sock = self._sock
+        return "closed"
 
     def _wake_reader(self) -> None:
         waiter = self._read_waiter

@@ -36,12 +36,11 @@ exercised by a test: the QEMU test guest's agent answers every offer with DISABL
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from ..protocol import (
     Event,
@@ -51,10 +50,6 @@ from ..protocol import (
     LocalProtocolError,
     StateError,
 )
-from ..protocol.constants import FILE_XFER_PIECE_SIZE
-
-if TYPE_CHECKING:
-    from .vm import VmRuntime
 
 #: How long the guest has to answer a FILE_XFER_START, and to give its verdict after the
 #: last byte was sent.
@@ -82,6 +77,33 @@ class FileProgress:
     size: int
     number: int
     total: int
+
+
+class FileSink(Protocol):
+    """What sending files needs of a VM (:class:`~vdagent_bridge.runtime.VmRuntime` is one):
+    its command API for transfers, its output's high-water mark, and the routing of the
+    guest's answers."""
+
+    file_transfers: FileTransfers
+    file_answer_timeout: float
+
+    @property
+    def agent_ready(self) -> bool:
+        """Connected, and the guest agent announced its caps."""
+
+    @property
+    def writable(self) -> bool: ...
+
+    async def wait_writable(self) -> None: ...
+
+    def offer_file(self, name: str, size: int, *, number: int, total: int) -> int:
+        """FILE_XFER_START; the transfer id. Raises StateError / LocalProtocolError."""
+
+    def send_file_block(self, transfer_id: int, block: bytes) -> None:
+        """Queue ``block`` as FILE_XFER_DATA pieces. Raises StateError once it ended."""
+
+    def cancel_file(self, transfer_id: int) -> None:
+        """Cancel the transfer in the guest, if it is still in progress."""
 
 
 @dataclass(slots=True)
@@ -181,7 +203,7 @@ def describe_failure(name: str, verdict: FileTransferFinished | str) -> str:
 
 
 async def send_files(
-    runtime: VmRuntime,
+    runtime: FileSink,
     paths: Sequence[Path],
     progress: Callable[[FileProgress], None] | None = None,
 ) -> None:
@@ -191,9 +213,8 @@ async def send_files(
         await _send_file(runtime, item, number, len(files), progress)
 
 
-def _require_connected(runtime: VmRuntime) -> None:
-    conn = runtime.connection
-    if conn is None or not conn.connected or runtime.session.guest_caps is None:
+def _require_connected(runtime: FileSink) -> None:
+    if not runtime.agent_ready:
         raise FileSendError("the guest agent is not connected")
 
 
@@ -208,17 +229,16 @@ async def _first(
 
 
 async def _send_file(
-    runtime: VmRuntime,
+    runtime: FileSink,
     item: _File,
     number: int,
     total: int,
     progress: Callable[[FileProgress], None] | None,
 ) -> None:
     _require_connected(runtime)
-    session = runtime.session
     name = item.name
     try:
-        transfer_id = session.start_file_transfer(name, item.size, number=number, total=total)
+        transfer_id = runtime.offer_file(name, item.size, number=number, total=total)
     except StateError as err:
         raise FileSendError(
             "file transfer is disabled in the guest" if err.state == "disabled"
@@ -230,7 +250,6 @@ async def _send_file(
     loop = asyncio.get_running_loop()
     done = False
     try:
-        runtime.flush()
         await _first(waiter, waiter.ready, runtime.file_answer_timeout)
         if waiter.finished.done():
             raise FileSendError(describe_failure(name, waiter.finished.result()))
@@ -256,18 +275,13 @@ async def _send_file(
                 block = await _read(source, item, min(READ_BLOCK, item.size - sent))
                 if waiter.finished.done():
                     break  # it ended while we read
-                view = memoryview(block)
                 try:
-                    for pos in range(0, len(block), FILE_XFER_PIECE_SIZE):
-                        session.send_file_data(
-                            transfer_id, bytes(view[pos : pos + FILE_XFER_PIECE_SIZE])
-                        )
+                    runtime.send_file_block(transfer_id, block)
                 except StateError:
                     # The transfer ended in the session (the guest's error, a reset) and
                     # its event is on the way: its verdict is the reason.
                     await _first(waiter, None, runtime.file_answer_timeout)
                     break
-                runtime.flush()
                 sent += len(block)
                 if progress is not None and loop.time() - last_report >= PROGRESS_INTERVAL:
                     last_report = loop.time()
@@ -285,11 +299,9 @@ async def _send_file(
             progress(FileProgress(name, item.size, item.size, number, total))
     finally:
         runtime.file_transfers.close(transfer_id)
-        if not done and session.transfer(transfer_id) is not None:
+        if not done:
             # Cancelled, timed out, failed reading: tell the guest (it deletes the part).
-            session.cancel_file_transfer(transfer_id)
-            with contextlib.suppress(RuntimeError):
-                runtime.flush()
+            runtime.cancel_file(transfer_id)
 
 
 async def _read(source: BinaryIO, item: _File, count: int) -> bytes:
@@ -307,6 +319,7 @@ __all__ = [
     "ANSWER_TIMEOUT",
     "FileProgress",
     "FileSendError",
+    "FileSink",
     "FileTransfers",
     "check_file",
     "describe_failure",

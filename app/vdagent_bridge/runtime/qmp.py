@@ -23,7 +23,7 @@ from typing import Any
 
 from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
 
-from .connection import Endpoint
+from ..sites import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +163,6 @@ class QmpMonitor:
     async def migration_status(self) -> MigrationStatus:
         info = await self.execute("query-migrate")
         return MigrationStatus.parse(info.get("status", "none") if isinstance(info, dict) else None)
-
-    async def migration_info(self) -> dict[str, Any]:
-        info = await self.execute("query-migrate")
-        return info if isinstance(info, dict) else {}
-
-    async def running(self) -> bool:
-        status = await self.execute("query-status")
-        return bool(isinstance(status, dict) and status.get("running"))
 
     async def events(self) -> AsyncGenerator[VmEvent, None]:
         """MIGRATION status changes, STOP and RESUME, as they happen (polling query-migrate

@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runtime.connection import Endpoint, EndpointError
-from ..runtime.vm import Site
+from ..sites import Endpoint, EndpointError, Site
 
 if sys.version_info >= (3, 11):
     import tomllib

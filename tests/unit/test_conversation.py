@@ -1,7 +1,7 @@
-"""A migration's switchover when the source stops with our output unread (runtime/vm.py
-``_source_stopped``, ``_abort_migration``), over real sockets with the migration driven by
-hand: what the source left unread goes to the destination first, and if the migration then
-fails, the source, which still has those bytes, gets the rest exactly once.
+"""The switchover driver (runtime/conversation.py) over real sockets, the migration's facts
+given by hand as a follower would: when the source stops with our output unread, those bytes
+go to the destination first, and if the migration then fails, the source, which still has
+them, gets the rest exactly once.
 
 The real thing, a file sent while QEMU migrates the guest, is tests/qemu/test_migration.py.
 """
@@ -19,7 +19,7 @@ from vdagent_bridge.protocol.constants import MessageType, Port
 from vdagent_bridge.protocol.framing import Deframer, RawMessage
 from vdagent_bridge.protocol.messages import AnnounceCapabilities, ClipboardData
 from vdagent_bridge.runtime import Endpoint, Site, VmRuntime
-from vdagent_bridge.runtime.vm import _Migration
+from vdagent_bridge.runtime.switchover import GuestStopped, MigrationStatus, Phase, Progress
 
 CAPS = agent_bytes(AnnounceCapabilities(True, LINUX_AGENT_CAPS.to_words()))
 DATA = bytes(range(256)) * 16384  # 4 MiB: more than the socket holds
@@ -80,21 +80,18 @@ def test_the_unread_tail_goes_to_the_destination_and_a_failed_migration_sends_no
             await asyncio.sleep(0.05)  # the runtime fills the source's socket again
 
             # A migration starts (hold, pre-connect) and the source stops, leaving bytes unread.
+            conversation = vm._conversation
+            assert conversation is not None
             source = vm.connection
             assert source is not None
-            source.hold = True
-            destination = vm._new_connection()
-            connecting = asyncio.create_task(
-                destination.connect(Endpoint("unix", path=str(tmp_path / "dst.sock")),
-                                    fresh=False, hold=True))
+            conversation.observe(MigrationStatus(0, Progress.RUNNING))
             dst, _ = await loop.sock_accept(dst_listener)
-            await connecting
-            migration = _Migration(1, destination, vm.now(), None)
-            vm._migration = migration
+            await until(lambda: conversation.machine.phase is Phase.PRECONNECTED)
+            assert source.hold
             unread = source.unread_by_peer()
             assert unread is not None and unread > 0
-            vm._source_stopped(migration)
-            assert migration.carried_over == unread
+            conversation.observe(GuestStopped(0))
+            await until(lambda: conversation.machine.phase is Phase.WRITING_TO_DESTINATION)
 
             # The destination gets the unread bytes first: exactly what the source still has.
             dst.setblocking(False)
@@ -110,7 +107,8 @@ def test_the_unread_tail_goes_to_the_destination_and_a_failed_migration_sends_no
             vm.session.send(ClipboardData(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT, LATER))
             vm.flush()
             await asyncio.sleep(0.05)
-            await vm._abort_migration("the test failed the migration")
+            conversation.observe(MigrationStatus(0, Progress.FAILED))
+            await until(lambda: conversation.machine.phase is Phase.IDLE)
             source_stream += left_in_source
             while clipboards_so_far(source_stream) < 2:
                 source_stream += await loop.sock_recv(src, 1 << 20)
