@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -50,7 +49,7 @@ from .protocol import (
     MouseButton,
     Selection,
 )
-from .runtime import AgentConnection, Endpoint, EndpointError, Runstate, Site, VmRuntime
+from .runtime import Endpoint, EndpointError, Runstate, Site, VmRuntime
 from .state import AppPaths, StateStore, StoreError
 from .state.config import DIRECTIONS, Config, ConfigError, VmConfig, load_config
 
@@ -196,15 +195,15 @@ def describe(event: Event) -> str:
 
 
 async def _demo() -> int:
-    """A scripted conversation with the demo guest, printed as it happens."""
+    """A scripted conversation with the demo guest through the VM runtime and its commands
+    (as the app drives a VM), printed as it happens."""
     with tempfile.TemporaryDirectory(prefix="vdagent-bridge-demo-") as tmp:
         async with GuestServer(Path(tmp) / "guest.sock") as server:
             guest = server.guest
-            session = HostSession()
             events: asyncio.Queue[Event] = asyncio.Queue()
-            conn = AgentConnection(session, events.put_nowait)
-            await conn.connect(Endpoint("unix", path=str(server.path)))
-            reader = asyncio.create_task(conn.run(), name="demo-reader")
+            vm = VmRuntime("demo", [Site(Endpoint("unix", path=str(server.path)))],
+                           on_event=events.put_nowait)
+            task = asyncio.create_task(vm.run(), name="demo-runtime")
 
             async def wait_for(kind: type) -> Event:
                 while True:
@@ -213,52 +212,45 @@ async def _demo() -> int:
                     if isinstance(event, kind):
                         return event
 
-            print("connected to the demo guest; caps exchange:")
-            await wait_for(CapabilitiesReceived)
+            try:
+                print("connected to the demo guest; caps exchange:")
+                await wait_for(CapabilitiesReceived)
 
-            print("guest copies 'Hello from the guest' -> host fetches it:")
-            guest.copy(Selection.CLIPBOARD, {ClipboardType.UTF8_TEXT: b"Hello from the guest"})
-            server.flush()
-            await wait_for(ClipboardGrabbed)
-            session.request_clipboard(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT, conn.now())
-            conn.flush()
-            await wait_for(ClipboardReceived)
+                print("guest copies 'Hello from the guest' -> host fetches it:")
+                guest.copy(Selection.CLIPBOARD,
+                           {ClipboardType.UTF8_TEXT: b"Hello from the guest"})
+                server.flush()
+                await wait_for(ClipboardGrabbed)
+                vm.request(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT)
+                await wait_for(ClipboardReceived)
 
-            print("host copies 'Hello from the host' -> guest pastes it:")
-            session.grab_clipboard(Selection.CLIPBOARD, (ClipboardType.UTF8_TEXT,))
-            conn.flush()
-            await asyncio.sleep(0.05)
-            guest.paste(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT)
-            server.flush()
-            await wait_for(ClipboardRequested)
-            session.send_clipboard_data(
-                Selection.CLIPBOARD, ClipboardType.UTF8_TEXT, b"Hello from the host"
-            )
-            conn.flush()
-            await asyncio.sleep(0.05)
-            print("  guest pasted:", guest.pasted.get(Selection.CLIPBOARD))
+                print("host copies 'Hello from the host' -> guest pastes it:")
+                vm.grab(Selection.CLIPBOARD, (ClipboardType.UTF8_TEXT,))
+                await asyncio.sleep(0.05)
+                guest.paste(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT)
+                server.flush()
+                await wait_for(ClipboardRequested)
+                vm.answer(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT, b"Hello from the host")
+                await asyncio.sleep(0.05)
+                print("  guest pasted:", guest.pasted.get(Selection.CLIPBOARD))
 
-            print("host resizes the guest to 800x600 and clicks at (100, 50):")
-            session.send_monitors_config((MonitorConfig(800, 600),))
-            session.send_mouse(100, 50, MouseButton.LEFT)
-            session.send_mouse(100, 50)
-            conn.flush()
-            await asyncio.sleep(0.05)
-            print("  guest input events:", guest.uinput_records())
+                print("host resizes the guest to 800x600 and clicks at (100, 50):")
+                vm.send_monitors((MonitorConfig(800, 600),))
+                vm.pointer.move(100, 50)
+                vm.pointer.set_buttons(MouseButton.LEFT)
+                vm.pointer.set_buttons(MouseButton.NONE)
+                await asyncio.sleep(0.05)
+                print("  guest input events:", guest.uinput_records())
 
-            print("host sends a file 'notes.txt':")
-            tid = session.start_file_transfer("notes.txt", 11)
-            conn.flush()
-            await wait_for(FileTransferReady)
-            session.send_file_data(tid, b"hello world")
-            conn.flush()
-            await wait_for(FileTransferFinished)
-            print("  guest files:", {k: len(v) for k, v in guest.files.items()})
-
-            await conn.close()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+                print("host sends a file 'notes.txt':")
+                tid = vm.offer_file("notes.txt", 11)
+                await wait_for(FileTransferReady)
+                vm.send_file_block(tid, b"hello world")
+                await wait_for(FileTransferFinished)
+                print("  guest files:", {k: len(v) for k, v in guest.files.items()})
+            finally:
+                await vm.stop()
+                await task
     print("demo done")
     return 0
 
@@ -276,10 +268,7 @@ async def _monitor(
     def on_event(event: Event) -> None:
         print(describe(event), flush=True)
         if isinstance(event, ClipboardGrabbed) and ClipboardType.UTF8_TEXT in event.types:
-            runtime.session.request_clipboard(
-                Selection(event.selection), ClipboardType.UTF8_TEXT, runtime.now()
-            )
-            runtime.flush()
+            runtime.request(Selection(event.selection), ClipboardType.UTF8_TEXT)
 
     def on_runstate(state: Runstate) -> None:
         print(f"{name}: {state.value}", flush=True)

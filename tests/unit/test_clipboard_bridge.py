@@ -34,6 +34,7 @@ from vdagent_bridge.protocol import (  # noqa: E402
     Owner,
     Selection,
 )
+from vdagent_bridge.runtime import AgentCommands  # noqa: E402
 
 CB = Selection.CLIPBOARD
 PRIMARY = Selection.PRIMARY
@@ -44,8 +45,9 @@ JPG = ClipboardType.IMAGE_JPG
 TIFF = ClipboardType.IMAGE_TIFF
 
 
-class FakeVm:
-    """A VM for the bridge: a real HostSession paired in memory with a SimulatedGuest.
+class FakeVm(AgentCommands):
+    """A VM for the bridge: the real command API over a HostSession paired in memory with a
+    SimulatedGuest.
 
     ``flush`` moves bytes both ways and hands the host events to the bridge, one at a time
     (events raised while one is handled wait their turn, as with the runtime's reader). With
@@ -62,10 +64,15 @@ class FakeVm:
         self._delivering = False
         #: Every event handed to the bridge.
         self.events: list[Event] = []
+        super().__init__()
 
     @property
-    def session(self) -> HostSession:
+    def session(self) -> HostSession:  # type: ignore[override]
         return self.pair.host
+
+    @property
+    def connected(self) -> bool:
+        return True
 
     @property
     def guest(self) -> SimulatedGuest:

@@ -30,12 +30,12 @@ from qasync import QEventLoop  # noqa: E402
 
 from tests.helpers import until  # noqa: E402
 from vdagent_bridge.bridges import GuestScreen, PointerBridge, ScreenUnavailable  # noqa: E402
-from vdagent_bridge.bridges.pointer import HIGH_WATER  # noqa: E402
 from vdagent_bridge.demo import GuestServer  # noqa: E402
 from vdagent_bridge.demo.guest import SimulatedGuest  # noqa: E402
 from vdagent_bridge.protocol import MonitorConfig, MouseButton  # noqa: E402
 from vdagent_bridge.protocol.messages import MouseState  # noqa: E402
-from vdagent_bridge.runtime import Endpoint, Site, VmRuntime  # noqa: E402
+from vdagent_bridge.runtime import AgentCommands, Endpoint, Site, VmRuntime  # noqa: E402
+from vdagent_bridge.runtime.pointer import CONGESTED as HIGH_WATER  # noqa: E402
 from vdagent_bridge.ui.pointer_surface import KEYBOARD_NOTE, PointerSurface  # noqa: E402
 
 T = TypeVar("T")
@@ -292,16 +292,17 @@ def test_resize_guest_sends_monitors_config_and_the_guest_size_follows(
 # ------------------------------------------------------------------ the surface
 
 
-class FakeRuntime:
+class FakeRuntime(AgentCommands):
     """Enough of a VM for geometry tests: nothing connected."""
 
     name = "vm"
-    connection = None
+    connected = False  # type: ignore[assignment]
 
     def __init__(self) -> None:
         from vdagent_bridge.protocol import HostSession
 
         self.session = HostSession()
+        super().__init__()
 
     def flush(self) -> None:  # pragma: no cover - nothing is ever sent
         raise AssertionError("nothing may be sent")

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 The host clipboard is the hub. Each VM is attached with a :class:`ClipboardPolicy` and its
-session's events are handed to :meth:`ClipboardBridge.handle_event`; the bridge calls the
-session's actions and then the VM's ``flush()``. Everything runs on the Qt thread, inside Qt
+session's events are handed to :meth:`ClipboardBridge.handle_event`; the bridge answers with
+the VM's clipboard commands (each written at once). Everything runs on the Qt thread, inside Qt
 slots and the runtime's event callbacks: the bridge starts no task and never waits.
 
 Host → guest (lazy, as SPICE intends). A change of the host clipboard (``QClipboard.changed``
@@ -88,7 +88,6 @@ from ..protocol import (
     Event,
     FailureReason,
     GuestRequestExpired,
-    HostSession,
     Selection,
     StateError,
 )
@@ -123,19 +122,26 @@ _MODES = {
 
 
 class ClipboardVm(Protocol):
-    """What the bridge needs of a VM (:class:`~vdagent_bridge.runtime.VmRuntime` has it)."""
+    """What the bridge needs of a VM: its name and the clipboard part of its command API
+    (:class:`~vdagent_bridge.runtime.AgentCommands`; each command is written at once)."""
 
     @property
     def name(self) -> str: ...
 
     @property
-    def session(self) -> HostSession: ...
+    def max_clipboard(self) -> int: ...
 
-    def flush(self) -> None:
-        """Write what the session queued."""
+    def grab(self, selection: Selection, types: tuple[ClipboardType | int, ...]) -> None: ...
 
-    def now(self) -> float:
-        """The session's clock (for request deadlines)."""
+    def release(self, selection: Selection) -> None: ...
+
+    def request(self, selection: Selection, data_type: ClipboardType) -> None: ...
+
+    def answer(self, selection: Selection, data_type: ClipboardType, data: bytes) -> None: ...
+
+    def refuse(self, selection: Selection | int, data_type: ClipboardType | int) -> None: ...
+
+    def set_max_clipboard(self, limit: int | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +283,6 @@ class ClipboardBridge(QObject):
             if attached.policy.allows_to_guest(sel):
                 self._offer_host(attached, sel)
         self._send_max_clipboard(attached)
-        vm.flush()
 
     def remove_vm(self, name: str) -> None:
         """Detach a VM (what it put on the host clipboard stays there)."""
@@ -299,10 +304,9 @@ class ClipboardBridge(QObject):
         """
         attached = self._vms[name]
         old, attached.policy = attached.policy, policy
-        session = attached.vm.session
         for sel in _MODES:
             if old.allows_to_guest(sel) and not policy.allows_to_guest(sel):
-                session.release_clipboard(sel)
+                attached.vm.release(sel)
             elif policy.allows_to_guest(sel) and not old.allows_to_guest(sel):
                 self._offer_host(attached, sel)
             if not policy.allows_to_host(sel):
@@ -311,7 +315,6 @@ class ClipboardBridge(QObject):
                     del self._fetches[sel]
         if policy.max_to_host != old.max_to_host:
             self._send_max_clipboard(attached)
-        attached.vm.flush()
 
     def update_policy(self, name: str, **changes: object) -> ClipboardPolicy:
         """:meth:`set_policy` with some fields changed; returns the new policy."""
@@ -360,10 +363,9 @@ class ClipboardBridge(QObject):
             if attached.vm.name == source or not attached.policy.allows_to_guest(sel):
                 continue
             if types:
-                attached.vm.session.grab_clipboard(sel, types)
+                attached.vm.grab(sel, types)
             else:
-                attached.vm.session.release_clipboard(sel)
-            attached.vm.flush()
+                attached.vm.release(sel)
 
     def _offer_host(self, attached: _Attached, sel: Selection) -> None:
         """Grab ``sel`` in one VM with what the host clipboard holds, if anything."""
@@ -374,7 +376,7 @@ class ClipboardBridge(QObject):
             return
         types = self._host_types(mime)
         if types:
-            attached.vm.session.grab_clipboard(sel, types)
+            attached.vm.grab(sel, types)
 
     def _host_types(self, mime: QMimeData | None) -> tuple[ClipboardType, ...]:
         if mime is None:
@@ -388,30 +390,26 @@ class ClipboardBridge(QObject):
 
     def _on_guest_request(self, attached: _Attached, event: ClipboardRequested) -> None:
         vm, sel, kind = attached.vm, event.selection, event.type
-        session = vm.session
         if not isinstance(sel, Selection) or not isinstance(kind, ClipboardType):
-            session.refuse_clipboard_request(sel, kind)  # type: ignore[arg-type]
-            vm.flush()
+            vm.refuse(sel, kind)
             return
         if not attached.policy.allows_to_guest(sel):
-            session.refuse_clipboard_request(sel, kind)
-            vm.flush()
+            vm.refuse(sel, kind)
             return
         data = self._read_host(sel, kind)
         if not data:
             log.info("%s: nothing on the host %s to answer a paste of %s",
                      vm.name, _describe(sel), kind.name)
-            session.refuse_clipboard_request(sel, kind)
+            vm.refuse(sel, kind)
         elif len(data) > attached.policy.max_to_guest:
-            session.refuse_clipboard_request(sel, kind)
+            vm.refuse(sel, kind)
             self._notice(
                 f"{vm.name}: the host {_describe(sel)} ({format_size(len(data))}) was not pasted "
                 f"into the guest: it is larger than the host → guest limit of "
                 f"{format_size(attached.policy.max_to_guest)}."
             )
         else:
-            session.send_clipboard_data(sel, kind, data)
-        vm.flush()
+            vm.answer(sel, kind, data)
 
     def _read_host(self, sel: Selection, kind: ClipboardType) -> bytes | None:
         """The host clipboard's data as ``kind``; None if it has none."""
@@ -452,7 +450,7 @@ class ClipboardBridge(QObject):
         self._fetches[sel] = fetch
         for kind in wanted:
             try:
-                vm.session.request_clipboard(sel, kind, vm.now())
+                vm.request(sel, kind)
             except StateError as err:
                 log.info("%s: cannot request %s: %s", vm.name, kind.name, err)
                 continue
@@ -464,7 +462,6 @@ class ClipboardBridge(QObject):
             # offering older data as if it were the guest's.
             log.info("%s: the guest %s offers no text or image", vm.name, _describe(sel))
             self._complete(fetch)
-        vm.flush()
 
     def _answer_for(self, attached: _Attached, sel: Selection | int,
                     kind: ClipboardType | int) -> _Fetch | None:
@@ -513,7 +510,7 @@ class ClipboardBridge(QObject):
         if fetch is None:
             return
         if event.reason is FailureReason.EMPTY:
-            limit = min(attached.policy.max_to_host, attached.vm.session.max_clipboard)
+            limit = min(attached.policy.max_to_host, attached.vm.max_clipboard)
             fetch.notices.append(
                 f"{attached.vm.name}: the guest {_describe(fetch.selection)} was not copied "
                 f"to the host: it is empty or larger than the guest → host limit of "
@@ -586,7 +583,7 @@ class ClipboardBridge(QObject):
     def _send_max_clipboard(self, attached: _Attached) -> None:
         """Tell the guest the to-host limit, so its agent sends nothing larger (it answers
         with empty data instead). Only the agent's MAX_CLIPBOARD knows the size beforehand."""
-        attached.vm.session.set_max_clipboard(attached.policy.max_to_host)
+        attached.vm.set_max_clipboard(attached.policy.max_to_host)
 
     def _clear_host(self, mode: QClipboard.Mode) -> None:
         self._clearing = True
