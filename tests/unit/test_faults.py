@@ -15,9 +15,8 @@ exactly the bytes a test wants and reads as it likes. What is proven:
 
 Back-pressure: the runtime bounds what it queues for a guest that stops reading. Once the
 output is over the high-water mark the read loop stops handing out events (the next request
-in the same read waits until the answers before it are read), and pointer motion queued
-behind unsent output is coalesced. A burst of thousands of small messages in one read is
-worked through with turns of the loop in between.
+in the same read waits until the answers before it are read). A burst of thousands of small
+messages in one read is worked through with turns of the loop in between.
 """
 
 from __future__ import annotations
@@ -48,7 +47,6 @@ from vdagent_bridge.protocol import (
     FailureReason,
     HostSession,
     LimitExceeded,
-    MouseButton,
     RemoteProtocolError,
     Selection,
 )
@@ -67,8 +65,6 @@ CB = Selection.CLIPBOARD
 TEXT = ClipboardType.UTF8_TEXT
 CAPS = agent_bytes(AnnounceCapabilities(True, LINUX_AGENT_CAPS.to_words()))
 MIB = 1024 * 1024
-#: A MOUSE_STATE on the wire: chunk header, message header, 13-byte body.
-MOUSE_FRAME = 8 + 20 + 13
 
 
 def quick() -> Iterator[float]:
@@ -430,34 +426,18 @@ def test_a_guest_that_stops_reading_gets_its_answers_one_at_a_time_as_it_reads(
 
 
 def test_output_to_a_guest_that_stops_reading_is_bounded(tmp_path: Path) -> None:
-    """16 requests in one read (the pending limit), each to be answered with 4 MiB, then
-    20 000 pointer motions: what the host holds for a guest that never reads stays about
-    one answer plus the high-water mark (not 64 MiB), and the motions cost one message."""
+    """16 requests in one read (the pending limit), each to be answered with 4 MiB: what the
+    host holds for a guest that never reads stays about one answer plus the high-water mark
+    (not 64 MiB), however long the loop runs."""
     payload = bytes(4 * MIB)
 
     async def scenario() -> None:
         async with ScriptedPeer(tmp_path / "stuck.sock", read=False) as peer:
             vm, _ = await stuck_vm(tmp_path / "stuck.sock", peer, payload, 16)
-            conn = vm.runtime.connection
-            assert conn is not None
-
-            def produced() -> int:  # written or still queued (the socket may take more)
-                assert conn is not None
-                return conn.bytes_out + vm.session.bytes_to_send
-
-            before = produced()
             peak = queued(vm)
-            for i in range(20_000):
-                assert vm.runtime.send_mouse(i % 1024, i % 768)
+            for _ in range(50):  # turns of the loop: nothing more is read or answered
+                await asyncio.sleep(0.005)
                 peak = max(peak, queued(vm))
-            assert produced() - before == MOUSE_FRAME  # one MOUSE_STATE
-            # A button change is never merged away: the press, the drag behind it (the
-            # drag's motions merged), the release.
-            assert vm.runtime.send_mouse(5, 5, MouseButton.LEFT)
-            assert vm.runtime.send_mouse(6, 6, MouseButton.LEFT)
-            assert vm.runtime.send_mouse(7, 7, MouseButton.LEFT)
-            assert vm.runtime.send_mouse(7, 7)
-            assert produced() - before == 4 * MOUSE_FRAME
             assert len(vm.of_type(ClipboardRequested)) == 1
             assert peak <= len(payload) + HIGH_WATER, f"{peak / MIB:.1f} MiB queued"
             await vm.stop(timeout=5)

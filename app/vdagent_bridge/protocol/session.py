@@ -186,11 +186,6 @@ class HostSession:
         self._out: deque[bytes | FramedMessage] = deque()
         self._out_offset = 0
         self._out_size = 0
-        #: The last MOUSE_STATE queued (the object itself) if it was a pure motion (same
-        #: buttons and display as the one before), so a motion queued behind it before it
-        #: was sent can replace it (see send_mouse); and the (buttons, display) last sent.
-        self._last_mouse: bytes | None = None
-        self._last_mouse_key = (0, 0)  # nothing pressed, display 0
         self._events: deque[Event] = deque()
         self._now = 0.0
         self.guest_caps: Caps | None = None
@@ -225,10 +220,6 @@ class HostSession:
 
     def owner(self, selection: Selection) -> Owner:
         return self._book.selections[selection].owner
-
-    def offered_types(self, selection: Selection) -> tuple[ClipboardType | int, ...]:
-        """Types the current owner of ``selection`` offers."""
-        return self._book.selections[selection].types
 
     def serial(self, selection: Selection) -> int:
         """The serial the next GRAB on ``selection`` carries."""
@@ -376,8 +367,6 @@ class HostSession:
         while out and count >= len(out[0]):
             count -= len(out.popleft())
         self._out_offset = count
-        if self._out_offset and out and out[0] is self._last_mouse:
-            self._last_mouse = None  # partly sent: it can no longer be replaced
 
     @property
     def bytes_to_send(self) -> int:
@@ -725,16 +714,11 @@ class HostSession:
         y: int,
         buttons: MouseButton | int = 0,
         display_id: int = 0,
-        *,
-        coalesce: bool = False,
     ) -> bool:
         """Queue one MOUSE_STATE; False (nothing queued) before the guest has the cap.
 
-        With ``coalesce``, a motion replaces the previous MOUSE_STATE when that one is still
-        the last thing queued, not yet sent, and was itself a motion with the same buttons
-        and display: a writer held back by a guest that does not read then keeps one
-        position, not every one. A message that changes the buttons is never replaced, so
-        every click lands where it was made.
+        Every call queues one message: motion is coalesced before it gets here, by the
+        pointer bridge, which knows what the user is doing and how backed up the output is.
 
         Coordinates are pixels of monitor ``display_id``, clamped to it when its geometry is
         known (the agent drops nothing for out-of-range values, but QEMU-style x == width
@@ -754,26 +738,13 @@ class HostSession:
             y = min(max(y, 0), 0xFFFFFFFF)
         # The hot path of the pointer: one struct pack for the whole framed message (chunk
         # header, message header, body), no construct, no codec.
-        key = (int(buttons) & 0xFFFFFFFF, display_id)
-        packed = _MOUSE_FRAME.pack(
-            Port.CLIENT, _MOUSE_HEADER_SIZE, PROTOCOL_VERSION, MessageType.MOUSE_STATE, 0,
-            MOUSE_STATE.size, x, y, key[0], display_id,
+        self._out.append(
+            _MOUSE_FRAME.pack(
+                Port.CLIENT, _MOUSE_HEADER_SIZE, PROTOCOL_VERSION, MessageType.MOUSE_STATE, 0,
+                MOUSE_STATE.size, x, y, int(buttons) & 0xFFFFFFFF, display_id,
+            )
         )
-        out = self._out
-        motion = key == self._last_mouse_key
-        if (
-            coalesce
-            and motion
-            and out
-            and out[-1] is self._last_mouse
-            and not (len(out) == 1 and self._out_offset)
-        ):
-            out[-1] = packed
-        else:
-            out.append(packed)
-            self._out_size += _MOUSE_FRAME.size
-        self._last_mouse = packed if motion else None
-        self._last_mouse_key = key
+        self._out_size += _MOUSE_FRAME.size
         return True
 
     def send_wheel(

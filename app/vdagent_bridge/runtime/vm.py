@@ -30,8 +30,8 @@ Output and back-pressure: everything for the guest waits in the session's queue 
 socket takes it (see runtime/connection.py). One :class:`OutputGate` per VM holds the
 high-water mark over that queue, whichever connection writes it (the destination, during a
 migration switchover): :attr:`VmRuntime.writable` and :meth:`VmRuntime.wait_writable` for
-producers, :meth:`VmRuntime.send_mouse` coalesces motion, :meth:`VmRuntime.send_files` sends
-files at the pace the guest reads them.
+producers, and :meth:`VmRuntime.send_files` sends files at the pace the guest reads them.
+Pointer motion is coalesced by the pointer bridge.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ from ..protocol import (
     Event,
     HostSession,
     LocalProtocolError,
-    MouseButton,
     RemoteProtocolError,
     StateError,
 )
@@ -247,21 +246,6 @@ class VmRuntime:
         if it is under the high-water mark). A guest that does not read (or a VM that is
         not connected, or held in a migration) makes this wait: cancel it to give up."""
         await self.gate.wait_writable()
-
-    def send_mouse(
-        self, x: int, y: int, buttons: MouseButton | int = 0, display_id: int = 0
-    ) -> bool:
-        """Send the pointer's position and buttons; False before the guest accepts them.
-
-        Motion is coalesced while the output is backed up (a guest that stopped reading, a
-        large transfer in the socket): a position replaces the previous one still queued
-        with the same buttons, so pointer traffic costs at most one message per button
-        change however long the guest does not read. Button changes are all kept.
-        """
-        sent = self.session.send_mouse(x, y, buttons, display_id, coalesce=True)
-        if sent:
-            self.flush()
-        return sent
 
     async def send_files(
         self, paths: Sequence[Path], progress: Callable[[FileProgress], None] | None = None
