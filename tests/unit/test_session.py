@@ -41,7 +41,7 @@ from vdagent_bridge.protocol import (
     StateError,
 )
 from vdagent_bridge.protocol.codec import LEGACY, Limits, WireFormat, decode
-from vdagent_bridge.protocol.framing import Deframer
+from vdagent_bridge.protocol.deframer import Deframer
 from vdagent_bridge.protocol.messages import (
     AnnounceCapabilities,
     ClipboardData,

@@ -47,8 +47,9 @@ from ..protocol.constants import (
     ReplyError,
     Selection,
 )
+from ..protocol.deframer import Deframer, RawMessage
 from ..protocol.errors import ChunkError, RemoteProtocolError
-from ..protocol.framing import Deframer, RawMessage, frame_message
+from ..protocol.framer import frame_message
 from ..protocol.messages import (
     AnnounceCapabilities,
     ClientDisconnected,

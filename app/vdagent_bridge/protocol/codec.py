@@ -36,7 +36,6 @@ from .constants import (
     Selection,
 )
 from .errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
-from .framing import Payload
 from .messages import (
     AnnounceCapabilities,
     AudioVolumeSync,
@@ -59,6 +58,7 @@ from .messages import (
     Reply,
     UnknownMessage,
 )
+from .payload import Payload
 
 _E = TypeVar("_E", bound=enum.IntEnum)
 

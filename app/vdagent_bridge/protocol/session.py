@@ -71,6 +71,7 @@ from .constants import (
     Port,
     Selection,
 )
+from .deframer import Deframer, RawMessage
 from .errors import LocalProtocolError, RemoteProtocolError, StateError
 from .events import (
     CapabilitiesReceived,
@@ -90,7 +91,7 @@ from .events import (
     ReplyReceived,
 )
 from .filexfer import Transfer, TransferState, check_file_name, describe_status, start_metadata
-from .framing import Deframer, FramedMessage, RawMessage, frame
+from .framer import FramedMessage, frame
 from .messages import (
     AnnounceCapabilities,
     ClipboardData,
