@@ -91,7 +91,6 @@ from .events import (
     ReplyReceived,
 )
 from .filexfer import Transfer, TransferState, check_file_name, describe_status, start_metadata
-from .framer import FramedMessage, frame
 from .messages import (
     AnnounceCapabilities,
     ClipboardData,
@@ -107,6 +106,7 @@ from .messages import (
     MonitorsConfig,
     Reply,
 )
+from .outbound import Outbound
 from .wire import CHUNK_HEADER, MESSAGE_HEADER, MOUSE_STATE
 
 #: Version of the snapshot layout written by :meth:`HostSession.snapshot`.
@@ -182,11 +182,7 @@ class HostSession:
             ports=(Port.CLIENT,),
             data_offset=lambda msg_type: codec.data_offset(msg_type, self._fmt),
         )
-        #: Output not yet taken by the writer: framed messages, oldest first; the first
-        #: ``_out_offset`` bytes of the first one are already sent.
-        self._out: deque[bytes | FramedMessage] = deque()
-        self._out_offset = 0
-        self._out_size = 0
+        self._out = Outbound()
         self._events: deque[Event] = deque()
         self._now = 0.0
         self.guest_caps: Caps | None = None
@@ -250,7 +246,6 @@ class HostSession:
         self._now = now
         self._deframer.reset()
         self._out.clear()
-        self._out_offset = self._out_size = 0
         self.guest_caps = None
         self._fmt = codec.LEGACY
         self._caps_exchanged = False
@@ -322,13 +317,7 @@ class HostSession:
 
     def data_to_send(self) -> bytes:
         """All bytes queued for the guest, in order, joined; the queue is emptied."""
-        out = self._out
-        if len(out) == 1 and not self._out_offset and isinstance(out[0], bytes):
-            data = out[0]  # one small message: handed over as it is
-        else:
-            data = b"".join(self.pending_output(self._out_size, self._out_size * 2 + 2))
-        self.consume_output(self._out_size)
-        return data
+        return self._out.data_to_send()
 
     def pending_output(
         self, limit: int = 1 << 20, max_buffers: int = 1024
@@ -339,55 +328,22 @@ class HostSession:
         first; 1024 is Linux's IOV_MAX for ``sendmsg``. Write them, then call
         :meth:`consume_output` with how many bytes the socket took.
         """
-        out: list[bytes | memoryview] = []
-        got = 0
-        offset = self._out_offset
-        for item in self._out:
-            if got >= limit or len(out) >= max_buffers - 1:
-                break
-            if isinstance(item, bytes):
-                out.append(memoryview(item)[offset:] if offset else item)
-                got += len(item) - offset
-            else:
-                parts, size = item.buffers_counted(offset, limit - got, max_buffers - len(out))
-                out += parts
-                got += size
-            offset = 0
-        return out
+        return self._out.pending_output(limit, max_buffers)
 
     def consume_output(self, count: int) -> None:
         """Drop the first ``count`` queued bytes: the writer sent them.
 
         :raises LocalProtocolError: more than is queued.
         """
-        if not 0 <= count <= self._out_size:
-            raise LocalProtocolError(f"cannot consume {count} of {self._out_size} bytes")
-        self._out_size -= count
-        count += self._out_offset
-        out = self._out
-        while out and count >= len(out[0]):
-            count -= len(out.popleft())
-        self._out_offset = count
+        self._out.consume_output(count)
 
     @property
     def bytes_to_send(self) -> int:
         """How many bytes are queued (for back-pressure)."""
-        return self._out_size
-
-    def _push(self, data: bytes | FramedMessage) -> None:
-        self._out.append(data)
-        self._out_size += len(data)
-
-    #: Bodies at least this large are framed lazily (:class:`FramedMessage`): sent as slices
-    #: of the caller's bytes, never copied behind their chunk headers.
-    LAZY_FRAMING = 16 * 1024
+        return self._out.size
 
     def _send(self, msg: Message) -> None:
-        msg_type, head, tail = codec.encode_parts(msg, self._fmt)
-        if len(tail) >= self.LAZY_FRAMING:
-            self._push(FramedMessage(msg_type, head, tail))
-        else:
-            self._push(frame(msg_type, head, tail))
+        self._out.send(msg, self._fmt)
 
     def send(self, msg: Message) -> None:
         """Send any host → guest message as is (low level; prefer the action methods).
@@ -739,13 +695,12 @@ class HostSession:
             y = min(max(y, 0), 0xFFFFFFFF)
         # The hot path of the pointer: one struct pack for the whole framed message (chunk
         # header, message header, body), no construct, no codec.
-        self._out.append(
+        self._out.push(
             _MOUSE_FRAME.pack(
                 Port.CLIENT, _MOUSE_HEADER_SIZE, PROTOCOL_VERSION, MessageType.MOUSE_STATE, 0,
                 MOUSE_STATE.size, x, y, int(buttons) & 0xFFFFFFFF, display_id,
             )
         )
-        self._out_size += _MOUSE_FRAME.size
         return True
 
     def send_wheel(
@@ -881,9 +836,7 @@ class HostSession:
             "next_transfer_id": self._next_transfer_id,
             "max_clipboard": self._max_clipboard,
             "framing": self._deframer.snapshot(),
-            "outgoing": base64.b64encode(
-                b"".join(self.pending_output(self._out_size, 2 * self._out_size + 2))
-            ).decode("ascii"),
+            "outgoing": base64.b64encode(self._out.queued_bytes()).decode("ascii"),
         }
 
     @classmethod
@@ -931,7 +884,7 @@ class HostSession:
             session._max_clipboard = None if limit is None else max(int(limit), 0)
             outgoing = base64.b64decode(state["outgoing"], validate=True)
             if outgoing:
-                session._push(outgoing)
+                session._out.push(outgoing)
             session._deframer.restore(state["framing"])
         except LocalProtocolError:
             raise
