@@ -106,6 +106,7 @@ from .messages import (
     MonitorsConfig,
     Reply,
 )
+from .negotiation import Effect, Input, Negotiation, Phase
 from .outbound import Outbound
 from .wire import CHUNK_HEADER, MESSAGE_HEADER, MOUSE_STATE
 
@@ -167,7 +168,7 @@ class HostSession:
         release_delay: float = 0.5,
         caps_timeout: float = 5.0,
     ) -> None:
-        self.host_caps = caps
+        self._caps = Negotiation(caps)
         self.limits = limits or Limits()
         #: How long the guest has to answer one of our requests (QEMU's D-Bus clipboard: 5 s).
         self.request_timeout = request_timeout
@@ -176,18 +177,14 @@ class HostSession:
         self.release_delay = release_delay
         #: How long the guest has to answer our caps announce (see CapabilitiesTimedOut).
         self.caps_timeout = caps_timeout
-        self._caps_deadline: float | None = None
         self._deframer = Deframer(
             max_message_size=self.limits.max_message_size,
             ports=(Port.CLIENT,),
-            data_offset=lambda msg_type: codec.data_offset(msg_type, self._fmt),
+            data_offset=lambda msg_type: codec.data_offset(msg_type, self._caps.fmt),
         )
         self._out = Outbound()
         self._events: deque[Event] = deque()
         self._now = 0.0
-        self.guest_caps: Caps | None = None
-        self._caps_exchanged = False
-        self._fmt = codec.LEGACY
         self._book = ClipboardBook()
         self._monitors: tuple[MonitorConfig, ...] | None = None
         self._transfers: dict[int, Transfer] = {}
@@ -197,23 +194,33 @@ class HostSession:
     # ---------------------------------------------------------------- properties
 
     @property
+    def host_caps(self) -> Caps:
+        """What we announce (the constructor's ``caps``, or the snapshot's)."""
+        return self._caps.host_caps
+
+    @property
+    def guest_caps(self) -> Caps | None:
+        """What the guest announced last; None until it announced on this connection."""
+        return self._caps.guest_caps
+
+    @property
     def negotiated(self) -> Caps:
         """Caps both sides announced (empty until the guest announced)."""
-        return Caps() if self.guest_caps is None else self.host_caps & self.guest_caps
+        return self._caps.negotiated
 
     @property
     def wire_format(self) -> WireFormat:
         """The optional clipboard fields currently on the wire."""
-        return self._fmt
+        return self._caps.fmt
 
     def guest_has(self, cap: Capability) -> bool:
         """Whether the guest announced ``cap``."""
-        return self.guest_caps is not None and cap in self.guest_caps
+        return self._caps.guest_has(cap)
 
     @property
     def clipboard_ready(self) -> bool:
         """Whether clipboard messages can be exchanged (both sides have BY_DEMAND)."""
-        return Capability.CLIPBOARD_BY_DEMAND in self.negotiated
+        return self._caps.clipboard_ready
 
     def owner(self, selection: Selection) -> Owner:
         return self._book.selections[selection].owner
@@ -246,12 +253,28 @@ class HostSession:
         self._now = now
         self._deframer.reset()
         self._out.clear()
-        self.guest_caps = None
-        self._fmt = codec.LEGACY
-        self._caps_exchanged = False
-        self._reset_conversation(FailureReason.CONNECTION_RESET)
-        self._send(AnnounceCapabilities(True, self.host_caps.to_words()))
-        self._caps_deadline = now + self.caps_timeout
+        self._follow(self._caps.step(Input.START, now=now, timeout=self.caps_timeout))
+
+    def _follow(self, effect: Effect) -> None:
+        """Carry out the session's part of a caps step (see :mod:`.negotiation`)."""
+        if effect & Effect.RESET:
+            self._reset_conversation(FailureReason.CONNECTION_RESET)
+        if effect & (Effect.ANSWER | Effect.ANNOUNCE):
+            words = self.host_caps.to_words()
+            if effect & Effect.ANSWER:
+                self._send(AnnounceCapabilities(False, words))
+            if effect & Effect.ANNOUNCE:
+                self._send(AnnounceCapabilities(True, words))
+        if effect & Effect.GREET:
+            if self.guest_has(Capability.MAX_CLIPBOARD):
+                self._send(MaxClipboard(self.max_clipboard))
+            if self.clipboard_ready:
+                for sel in _SELECTIONS:
+                    state = self._book.selections[sel]
+                    if state.owner is Owner.HOST:
+                        self._send_grab(sel)
+        if effect & Effect.TIMED_OUT:
+            self._events.append(CapabilitiesTimedOut(self.caps_timeout))
 
     def _reset_conversation(self, reason: FailureReason) -> None:
         self._book.reset_serials()
@@ -343,7 +366,7 @@ class HostSession:
         return self._out.size
 
     def _send(self, msg: Message) -> None:
-        self._out.send(msg, self._fmt)
+        self._out.send(msg, self._caps.fmt)
 
     def send(self, msg: Message) -> None:
         """Send any host → guest message as is (low level; prefer the action methods).
@@ -359,17 +382,16 @@ class HostSession:
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timeout` must next be called, or None."""
         deadline = self._book.next_deadline()
-        if self._caps_deadline is not None:
-            caps = self._caps_deadline
+        caps = self._caps.deadline
+        if caps is not None:
             deadline = caps if deadline is None else min(deadline, caps)
         return deadline
 
     def handle_timeout(self, now: float) -> None:
         """Expire what is due at ``now``; new events may follow (call :meth:`next_event`)."""
         self._now = now
-        if self._caps_deadline is not None and self._caps_deadline <= now:
-            self._caps_deadline = None
-            self._events.append(CapabilitiesTimedOut(self.caps_timeout))
+        if self._caps.due(now):
+            self._follow(self._caps.step(Input.DEADLINE))
         book = self._book
         for req in [r for r in book.to_guest if r.deadline <= now]:
             book.to_guest.remove(req)
@@ -390,7 +412,7 @@ class HostSession:
     # ---------------------------------------------------------------- dispatch
 
     def _dispatch(self, raw: RawMessage) -> None:
-        msg = codec.decode(raw.type, raw.body, self._fmt, self.limits)
+        msg = codec.decode(raw.type, raw.body, self._caps.fmt, self.limits)
         handler = _HANDLERS.get(type(msg))
         if handler is None:
             self._events.append(MessageIgnored(msg, "not a message a guest sends to a host"))
@@ -398,29 +420,15 @@ class HostSession:
         handler(self, msg)
 
     def _on_caps(self, msg: AnnounceCapabilities) -> None:
-        self._caps_deadline = None
-        restarted = msg.request and self._caps_exchanged
-        self.guest_caps = Caps(msg.caps)
-        self._fmt = WireFormat(
-            selection=Capability.CLIPBOARD_SELECTION in self.negotiated,
-            grab_serial=Capability.CLIPBOARD_GRAB_SERIAL in self.negotiated,
+        effect = self._caps.step(
+            Input.CAPS_REQUEST if msg.request else Input.CAPS, caps=msg.caps
         )
-        if msg.request:
-            self._send(AnnounceCapabilities(False, self.host_caps.to_words()))
-        if restarted:
-            self._send(AnnounceCapabilities(True, self.host_caps.to_words()))
-            self._reset_conversation(FailureReason.CONNECTION_RESET)
-        first = not self._caps_exchanged or restarted
-        self._caps_exchanged = True
-        if first and self.guest_has(Capability.MAX_CLIPBOARD):
-            self._send(MaxClipboard(self.max_clipboard))
-        if first and self.clipboard_ready:
-            for sel in _SELECTIONS:
-                state = self._book.selections[sel]
-                if state.owner is Owner.HOST:
-                    self._send_grab(sel)
+        self._follow(effect)
+        assert self._caps.guest_caps is not None
         self._events.append(
-            CapabilitiesReceived(self.guest_caps, self.negotiated, msg.request, restarted)
+            CapabilitiesReceived(
+                self._caps.guest_caps, self.negotiated, msg.request, bool(effect & Effect.RESET)
+            )
         )
 
     @property
@@ -438,7 +446,7 @@ class HostSession:
         if limit is not None and limit < 0:
             raise LocalProtocolError(f"clipboard limit must not be negative: {limit}")
         self._max_clipboard = limit
-        if self._caps_exchanged and self.guest_has(Capability.MAX_CLIPBOARD):
+        if self._caps.phase is Phase.EXCHANGED and self.guest_has(Capability.MAX_CLIPBOARD):
             self._send(MaxClipboard(self.max_clipboard))
 
     def _valid_selection(self, selection: Selection | int) -> bool:
@@ -582,10 +590,10 @@ class HostSession:
             self._send_grab(sel)
 
     def _send_grab(self, sel: Selection) -> None:
-        if sel != Selection.CLIPBOARD and not self._fmt.selection:
+        if sel != Selection.CLIPBOARD and not self._caps.fmt.selection:
             return  # without CLIPBOARD_SELECTION only CLIPBOARD exists on the wire
         state = self._book.selections[sel]
-        serial = state.take_host_serial() if self._fmt.grab_serial else None
+        serial = state.take_host_serial() if self._caps.fmt.grab_serial else None
         self._send(ClipboardGrab(sel, state.types, serial))
 
     def release_clipboard(self, selection: Selection) -> None:
@@ -598,7 +606,7 @@ class HostSession:
         for req in [r for r in self._book.from_guest if r.selection == sel]:
             self._book.from_guest.remove(req)
             self._answer_empty(req.selection, req.type)
-        if self.clipboard_ready and (sel == Selection.CLIPBOARD or self._fmt.selection):
+        if self.clipboard_ready and (sel == Selection.CLIPBOARD or self._caps.fmt.selection):
             self._send(ClipboardRelease(sel))
 
     def request_clipboard(
@@ -618,8 +626,8 @@ class HostSession:
                 state=state.owner,
                 required=Owner.GUEST,
             )
-        if sel != Selection.CLIPBOARD and not self._fmt.selection:
-            raise StateError("selection not negotiated", state=self._fmt, required="selection")
+        if sel != Selection.CLIPBOARD and not self._caps.fmt.selection:
+            raise StateError("selection not negotiated", state=self._caps.fmt, required="selection")
         self._book.to_guest.append(PendingRequest(sel, data_type, now + self.request_timeout))
         self._send(ClipboardRequest(sel, data_type))
 
@@ -652,7 +660,7 @@ class HostSession:
         # type; the GTK session agent hands that to the pasting application as "nothing".
         if not self.clipboard_ready:
             return
-        if selection != Selection.CLIPBOARD and not self._fmt.selection:
+        if selection != Selection.CLIPBOARD and not self._caps.fmt.selection:
             return
         if not 0 <= int(selection) <= 0xFF or not 0 <= int(data_type) <= 0xFFFFFFFF:
             return
@@ -825,7 +833,7 @@ class HostSession:
             "version": SNAPSHOT_VERSION,
             "host_caps": list(self.host_caps.to_words()),
             "guest_caps": None if self.guest_caps is None else list(self.guest_caps.words),
-            "caps_exchanged": self._caps_exchanged,
+            "caps_exchanged": self._caps.phase is Phase.EXCHANGED,
             "clipboard": self._book.snapshot(now),
             "monitors": None
             if self._monitors is None
@@ -859,15 +867,12 @@ class HostSession:
             ):  # they are announced on every fresh connection: they must encode
                 raise ValueError("host caps out of range")
             guest = state["guest_caps"]
+            guest_caps = None
             if guest is not None:
                 if len(guest) > session.limits.max_caps_words:
                     raise ValueError("too many caps words")
-                session.guest_caps = Caps(tuple(int(w) & 0xFFFFFFFF for w in guest))
-                session._fmt = WireFormat(
-                    selection=Capability.CLIPBOARD_SELECTION in session.negotiated,
-                    grab_serial=Capability.CLIPBOARD_GRAB_SERIAL in session.negotiated,
-                )
-            session._caps_exchanged = bool(state["caps_exchanged"])
+                guest_caps = Caps(tuple(int(w) & 0xFFFFFFFF for w in guest))
+            session._caps.restore(guest_caps, bool(state["caps_exchanged"]))
             session._book = ClipboardBook.restore(state["clipboard"], now)
             monitors = state["monitors"]
             session._monitors = (
