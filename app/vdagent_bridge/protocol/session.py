@@ -48,25 +48,18 @@ waits 500 ms for the same reason).
 from __future__ import annotations
 
 import base64
-import struct
 from collections import deque
 from typing import Any
 
 from . import codec
 from .caps import HOST_CAPS, Caps
 from .clipboard import ClipboardBook, Owner, PendingRequest
+from .clipboard_exchange import ClipboardExchange, bridged
 from .codec import Limits, WireFormat
 from .constants import (
-    FILE_XFER_PIECE_SIZE,
-    GUEST_MAX_ACTIVE_TRANSFERS,
-    PROTOCOL_VERSION,
-    SELECTION_PREFIX_SIZE,
-    TEXT_TYPES,
     Capability,
     ClipboardType,
-    FileXferStatus,
     MessageType,
-    MonitorsConfigFlag,
     MouseButton,
     Port,
     Selection,
@@ -76,39 +69,27 @@ from .errors import LocalProtocolError, RemoteProtocolError, StateError
 from .events import (
     CapabilitiesReceived,
     CapabilitiesTimedOut,
-    ClipboardGrabbed,
-    ClipboardGrabIgnored,
-    ClipboardReceived,
-    ClipboardReleased,
-    ClipboardRequested,
-    ClipboardRequestFailed,
     Event,
     FailureReason,
-    FileTransferFinished,
-    FileTransferReady,
-    GuestRequestExpired,
     MessageIgnored,
     ReplyReceived,
 )
-from .filexfer import Transfer, TransferState, check_file_name, describe_status, start_metadata
+from .filexfer import Transfer, TransferState
 from .messages import (
     AnnounceCapabilities,
     ClipboardData,
     ClipboardGrab,
     ClipboardRelease,
     ClipboardRequest,
-    FileXferData,
-    FileXferStart,
     FileXferStatusMessage,
-    MaxClipboard,
     Message,
     MonitorConfig,
-    MonitorsConfig,
     Reply,
 )
+from .mouse import Pointer
 from .negotiation import Effect, Input, Negotiation, Phase
 from .outbound import Outbound
-from .wire import CHUNK_HEADER, MESSAGE_HEADER, MOUSE_STATE
+from .transfers import Transfers
 
 #: Version of the snapshot layout written by :meth:`HostSession.snapshot`.
 SNAPSHOT_VERSION = 1
@@ -133,27 +114,6 @@ _HOST_TO_GUEST = frozenset(
         MessageType.GRAPHICS_DEVICE_INFO,
     }
 )
-
-#: Selections the session handles. SECONDARY is refused by the Linux session agent and by no
-#: host toolkit we bridge, so grabs of it are ignored.
-_SELECTIONS = (Selection.CLIPBOARD, Selection.PRIMARY)
-
-_MOUSE_HEADER_SIZE = MESSAGE_HEADER.size + MOUSE_STATE.size
-#: Chunk header + message header + MOUSE_STATE body, packed at once (same layouts as wire's).
-_MOUSE_FRAME = struct.Struct(
-    "<" + CHUNK_HEADER.format[1:] + MESSAGE_HEADER.format[1:] + MOUSE_STATE.format[1:]
-)
-
-
-def lf_to_crlf(data: bytes) -> bytes:
-    """Text for a CRLF guest: every line break becomes CRLF, existing CRLFs stay single."""
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def crlf_to_lf(data: bytes | bytearray) -> bytes | bytearray:
-    """Text from a CRLF guest, with LF line breaks."""
-    return data.replace(b"\r\n", b"\n")
-
 
 class HostSession:
     """One conversation with a guest agent, as the host. See the module docstring."""
@@ -185,11 +145,9 @@ class HostSession:
         self._out = Outbound()
         self._events: deque[Event] = deque()
         self._now = 0.0
-        self._book = ClipboardBook()
-        self._monitors: tuple[MonitorConfig, ...] | None = None
-        self._transfers: dict[int, Transfer] = {}
-        self._next_transfer_id = 1
-        self._max_clipboard: int | None = None
+        self._clipboard = ClipboardExchange(self._out, self._caps, self._events, self)
+        self._pointer = Pointer(self._out, self._caps, self.limits)
+        self._transfers = Transfers(self._out, self._caps, self._events)
 
     # ---------------------------------------------------------------- properties
 
@@ -223,21 +181,23 @@ class HostSession:
         return self._caps.clipboard_ready
 
     def owner(self, selection: Selection) -> Owner:
-        return self._book.selections[selection].owner
+        """Who holds ``selection`` as far as this conversation knows."""
+        return self._clipboard.book.selections[selection].owner
 
     def serial(self, selection: Selection) -> int:
         """The serial the next GRAB on ``selection`` carries."""
-        return self._book.selections[selection].serial
+        return self._clipboard.book.selections[selection].serial
 
     @property
     def pending_requests(self) -> tuple[list[PendingRequest], list[PendingRequest]]:
         """(requests to the guest, requests from the guest), oldest first."""
-        return list(self._book.to_guest), list(self._book.from_guest)
+        book = self._clipboard.book
+        return list(book.to_guest), list(book.from_guest)
 
     @property
     def monitors(self) -> tuple[MonitorConfig, ...] | None:
-        """The guest layout we last sent (used to clamp pointer coordinates)."""
-        return self._monitors
+        """The guest layout we last sent or recorded (used to clamp pointer coordinates)."""
+        return self._pointer.monitors
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -266,32 +226,13 @@ class HostSession:
             if effect & Effect.ANNOUNCE:
                 self._send(AnnounceCapabilities(True, words))
         if effect & Effect.GREET:
-            if self.guest_has(Capability.MAX_CLIPBOARD):
-                self._send(MaxClipboard(self.max_clipboard))
-            if self.clipboard_ready:
-                for sel in _SELECTIONS:
-                    state = self._book.selections[sel]
-                    if state.owner is Owner.HOST:
-                        self._send_grab(sel)
+            self._clipboard.greet()
         if effect & Effect.TIMED_OUT:
             self._events.append(CapabilitiesTimedOut(self.caps_timeout))
 
     def _reset_conversation(self, reason: FailureReason) -> None:
-        self._book.reset_serials()
-        for req in self._book.to_guest:
-            self._events.append(ClipboardRequestFailed(req.selection, req.type, reason))
-        self._book.to_guest.clear()
-        self._book.from_guest.clear()
-        for sel, state in self._book.selections.items():
-            state.release_at = None
-            if state.owner is Owner.GUEST:
-                state.owner, state.types = Owner.NONE, ()
-                self._events.append(ClipboardReleased(sel))
-        for transfer in self._transfers.values():
-            self._events.append(
-                FileTransferFinished(transfer.id, FileXferStatus.CANCELLED, reason.value)
-            )
-        self._transfers.clear()
+        self._clipboard.reset(reason)
+        self._transfers.reset(reason)
 
     # ---------------------------------------------------------------- input
 
@@ -381,7 +322,7 @@ class HostSession:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timeout` must next be called, or None."""
-        deadline = self._book.next_deadline()
+        deadline = self._clipboard.next_deadline()
         caps = self._caps.deadline
         if caps is not None:
             deadline = caps if deadline is None else min(deadline, caps)
@@ -392,22 +333,7 @@ class HostSession:
         self._now = now
         if self._caps.due(now):
             self._follow(self._caps.step(Input.DEADLINE))
-        book = self._book
-        for req in [r for r in book.to_guest if r.deadline <= now]:
-            book.to_guest.remove(req)
-            self._events.append(
-                ClipboardRequestFailed(req.selection, req.type, FailureReason.TIMEOUT)
-            )
-        for req in [r for r in book.from_guest if r.deadline <= now]:
-            book.from_guest.remove(req)
-            self._answer_empty(req.selection, req.type)
-            self._events.append(GuestRequestExpired(req.selection, req.type))
-        for sel, state in book.selections.items():
-            if state.release_at is not None and state.release_at <= now:
-                state.release_at = None
-                if state.owner is Owner.GUEST:
-                    state.owner, state.types = Owner.NONE, ()
-                    self._events.append(ClipboardReleased(sel))
+        self._clipboard.expire(now)
 
     # ---------------------------------------------------------------- dispatch
 
@@ -435,137 +361,21 @@ class HostSession:
     def max_clipboard(self) -> int:
         """The MAX_CLIPBOARD value we announce: the largest data our message limit lets
         through, or less if :meth:`set_max_clipboard` asked for less."""
-        overhead = SELECTION_PREFIX_SIZE + 4
-        largest = min(self.limits.max_message_size - overhead, 0x7FFFFFFF)
-        return largest if self._max_clipboard is None else min(largest, self._max_clipboard)
+        return self._clipboard.max_clipboard
 
     def set_max_clipboard(self, limit: int | None) -> None:
         """Ask the guest not to send clipboard data over ``limit`` bytes (None: only our
         message limit). Its agent then answers a larger selection with empty data. Sent at
-        once when the guest has the MAX_CLIPBOARD cap, and again whenever its caps arrive."""
-        if limit is not None and limit < 0:
-            raise LocalProtocolError(f"clipboard limit must not be negative: {limit}")
-        self._max_clipboard = limit
-        if self._caps.phase is Phase.EXCHANGED and self.guest_has(Capability.MAX_CLIPBOARD):
-            self._send(MaxClipboard(self.max_clipboard))
+        once when the guest has the MAX_CLIPBOARD cap, and again whenever its caps arrive.
 
-    def _valid_selection(self, selection: Selection | int) -> bool:
-        return selection in _SELECTIONS
-
-    def _on_grab(self, msg: ClipboardGrab) -> None:
-        sel = msg.selection
-        if not self.clipboard_ready:
-            self._events.append(MessageIgnored(msg, "clipboard not negotiated"))
-            return
-        if not self._valid_selection(sel):
-            self._events.append(
-                ClipboardGrabIgnored(sel, msg.serial, None, "unsupported selection")
-            )
-            return
-        state = self._book.selections[Selection(sel)]
-        if msg.serial is not None:
-            expected = state.serial
-            if not state.accept_guest_serial(msg.serial):
-                self._events.append(
-                    ClipboardGrabIgnored(
-                        sel, msg.serial, expected, "lower serial: it crossed a host grab"
-                    )
-                )
-                return
-        state.owner, state.types, state.release_at = Owner.GUEST, msg.types, None
-        # Requests the guest made of the host's data are moot: its agent stops waiting when
-        # the ownership changes.
-        self._book.from_guest = [r for r in self._book.from_guest if r.selection != sel]
-        self._events.append(ClipboardGrabbed(sel, msg.types, msg.serial))
-
-    def _on_release(self, msg: ClipboardRelease) -> None:
-        sel = msg.selection
-        if not self._valid_selection(sel):
-            self._events.append(MessageIgnored(msg, "unsupported selection"))
-            return
-        state = self._book.selections[Selection(sel)]
-        if state.owner is not Owner.GUEST:
-            self._events.append(MessageIgnored(msg, "the guest does not own that selection"))
-            return
-        if self.guest_has(Capability.CLIPBOARD_NO_RELEASE_ON_REGRAB) or self.release_delay <= 0:
-            state.owner, state.types = Owner.NONE, ()
-            self._events.append(ClipboardReleased(sel))
-        else:
-            state.release_at = self._now + self.release_delay
-
-    def _on_request(self, msg: ClipboardRequest) -> None:
-        sel, data_type = msg.selection, msg.type
-        if not self.clipboard_ready:
-            self._events.append(MessageIgnored(msg, "clipboard not negotiated"))
-            return
-        if not self._valid_selection(sel):
-            if sel == Selection.SECONDARY:
-                self._answer_empty(sel, data_type)
-            self._events.append(MessageIgnored(msg, "unsupported selection"))
-            return
-        state = self._book.selections[Selection(sel)]
-        if state.owner is not Owner.HOST or data_type not in state.types:
-            self._answer_empty(sel, data_type)
-            self._events.append(MessageIgnored(msg, "the host does not offer that data"))
-            return
-        if len(self._book.from_guest) >= self.limits.max_pending_requests:
-            self._answer_empty(sel, data_type)
-            self._events.append(MessageIgnored(msg, "too many pending guest requests"))
-            return
-        self._book.from_guest.append(
-            PendingRequest(sel, data_type, self._now + self.guest_request_timeout)
-        )
-        self._events.append(ClipboardRequested(sel, data_type))
-
-    def _on_clipboard(self, msg: ClipboardData) -> None:
-        req = self._book.take_to_guest(msg.selection, msg.type)
-        if req is None:
-            self._events.append(MessageIgnored(msg, "clipboard data nobody asked for"))
-            return
-        if msg.type == ClipboardType.NONE:
-            self._events.append(
-                ClipboardRequestFailed(req.selection, req.type, FailureReason.NO_DATA)
-            )
-            return
-        if not msg.data:
-            self._events.append(
-                ClipboardRequestFailed(req.selection, req.type, FailureReason.EMPTY)
-            )
-            return
-        data = msg.data
-        if msg.type in TEXT_TYPES and self.guest_has(Capability.GUEST_LINEEND_CRLF):
-            data = crlf_to_lf(data)
-        self._events.append(ClipboardReceived(msg.selection, msg.type, data))
+        :raises LocalProtocolError: ``limit`` is negative.
+        """
+        self._clipboard.set_max_clipboard(limit)
 
     def _on_reply(self, msg: Reply) -> None:
         self._events.append(ReplyReceived(msg.type, msg.error))
 
-    def _on_xfer_status(self, msg: FileXferStatusMessage) -> None:
-        transfer = self._transfers.get(msg.id)
-        if transfer is None:
-            self._events.append(MessageIgnored(msg, "status of an unknown transfer"))
-            return
-        if msg.result == FileXferStatus.CAN_SEND_DATA:
-            if transfer.state is TransferState.SENDING:
-                self._events.append(MessageIgnored(msg, "transfer already accepted"))
-                return
-            transfer.state = TransferState.SENDING
-            if transfer.size == 0:
-                # The agent completes a transfer only when DATA brings it to its size.
-                self._send(FileXferData(transfer.id, b""))
-            self._events.append(FileTransferReady(transfer.id))
-            return
-        del self._transfers[msg.id]
-        self._events.append(
-            FileTransferFinished(msg.id, msg.result, describe_status(msg.result, msg.data))
-        )
-
     # ---------------------------------------------------------------- clipboard actions
-
-    def _require_selection(self, selection: Selection | int) -> Selection:
-        if selection not in _SELECTIONS:
-            raise LocalProtocolError(f"selection {selection!r} is not bridged")
-        return Selection(selection)
 
     def grab_clipboard(
         self, selection: Selection, types: tuple[ClipboardType | int, ...]
@@ -574,40 +384,17 @@ class HostSession:
 
         Sent at once when the clipboard is negotiated, otherwise when the guest's caps arrive.
         Never preceded by a RELEASE: we announce CLIPBOARD_NO_RELEASE_ON_REGRAB.
-        """
-        sel = self._require_selection(selection)
-        if not types:
-            raise LocalProtocolError("a grab needs at least one type")
-        state = self._book.selections[sel]
-        state.owner, state.types, state.release_at = Owner.HOST, tuple(types), None
-        # Our requests for the guest's old data will be answered NONE or not at all.
-        for req in [r for r in self._book.to_guest if r.selection == sel]:
-            self._book.to_guest.remove(req)
-            self._events.append(
-                ClipboardRequestFailed(req.selection, req.type, FailureReason.NOT_OWNER)
-            )
-        if self.clipboard_ready:
-            self._send_grab(sel)
 
-    def _send_grab(self, sel: Selection) -> None:
-        if sel != Selection.CLIPBOARD and not self._caps.fmt.selection:
-            return  # without CLIPBOARD_SELECTION only CLIPBOARD exists on the wire
-        state = self._book.selections[sel]
-        serial = state.take_host_serial() if self._caps.fmt.grab_serial else None
-        self._send(ClipboardGrab(sel, state.types, serial))
+        :raises LocalProtocolError: the selection is not bridged, or ``types`` is empty.
+        """
+        self._clipboard.grab(selection, types)
 
     def release_clipboard(self, selection: Selection) -> None:
-        """The host no longer owns ``selection``. Does nothing if it did not own it."""
-        sel = self._require_selection(selection)
-        state = self._book.selections[sel]
-        if state.owner is not Owner.HOST:
-            return
-        state.owner, state.types = Owner.NONE, ()
-        for req in [r for r in self._book.from_guest if r.selection == sel]:
-            self._book.from_guest.remove(req)
-            self._answer_empty(req.selection, req.type)
-        if self.clipboard_ready and (sel == Selection.CLIPBOARD or self._caps.fmt.selection):
-            self._send(ClipboardRelease(sel))
+        """The host no longer owns ``selection``. Does nothing if it did not own it.
+
+        :raises LocalProtocolError: the selection is not bridged.
+        """
+        self._clipboard.release(selection)
 
     def request_clipboard(
         self, selection: Selection, data_type: ClipboardType, now: float
@@ -616,20 +403,11 @@ class HostSession:
         :class:`ClipboardRequestFailed` event.
 
         :raises StateError: the guest does not own ``selection`` or does not offer the type.
+        :raises LocalProtocolError: the selection is not bridged.
         """
-        sel = self._require_selection(selection)
+        sel = bridged(selection)
         self._now = now
-        state = self._book.selections[sel]
-        if state.owner is not Owner.GUEST or data_type not in state.types:
-            raise StateError(
-                f"the guest does not offer {data_type!r} on {sel.name}",
-                state=state.owner,
-                required=Owner.GUEST,
-            )
-        if sel != Selection.CLIPBOARD and not self._caps.fmt.selection:
-            raise StateError("selection not negotiated", state=self._caps.fmt, required="selection")
-        self._book.to_guest.append(PendingRequest(sel, data_type, now + self.request_timeout))
-        self._send(ClipboardRequest(sel, data_type))
+        self._clipboard.request(sel, data_type, now)
 
     def send_clipboard_data(
         self, selection: Selection, data_type: ClipboardType, data: bytes
@@ -639,112 +417,52 @@ class HostSession:
         Returns False (and sends nothing) when no such request is pending any more: it
         expired, or the guest grabbed the selection meanwhile.
         """
-        req = self._book.take_from_guest(selection, data_type)
-        if req is None:
-            return False
-        if data_type in TEXT_TYPES and self.guest_has(Capability.GUEST_LINEEND_CRLF):
-            data = lf_to_crlf(data)
-        self._send(ClipboardData(req.selection, data_type, data))
-        return True
+        return self._clipboard.send_data(selection, data_type, data)
 
     def refuse_clipboard_request(self, selection: Selection, data_type: ClipboardType) -> bool:
         """Answer the guest's request with empty data (policy, size or conversion failure)."""
-        req = self._book.take_from_guest(selection, data_type)
-        if req is None:
-            return False
-        self._answer_empty(req.selection, req.type)
-        return True
-
-    def _answer_empty(self, selection: Selection | int, data_type: ClipboardType | int) -> None:
-        # QEMU and spice-gtk answer what they cannot serve with empty data of the requested
-        # type; the GTK session agent hands that to the pasting application as "nothing".
-        if not self.clipboard_ready:
-            return
-        if selection != Selection.CLIPBOARD and not self._caps.fmt.selection:
-            return
-        if not 0 <= int(selection) <= 0xFF or not 0 <= int(data_type) <= 0xFFFFFFFF:
-            return
-        self._send(ClipboardData(selection, data_type, b""))
+        return self._clipboard.refuse(selection, data_type)
 
     # ---------------------------------------------------------------- pointer
 
     @property
     def mouse_ready(self) -> bool:
         """Whether the guest accepts MOUSE_STATE (it announced the cap)."""
-        return self.guest_has(Capability.MOUSE_STATE)
+        return self._caps.guest_has(Capability.MOUSE_STATE)
 
     def send_mouse(
-        self,
-        x: int,
-        y: int,
-        buttons: MouseButton | int = 0,
-        display_id: int = 0,
+        self, x: int, y: int, buttons: MouseButton | int = 0, display_id: int = 0
     ) -> bool:
         """Queue one MOUSE_STATE; False (nothing queued) before the guest has the cap.
 
-        Every call queues one message: motion is coalesced before it gets here, by the
-        pointer bridge, which knows what the user is doing and how backed up the output is.
+        Every call queues one message (the fast path of :mod:`.mouse`): motion is coalesced
+        before it gets here, by the pointer bridge. Coordinates are pixels of monitor
+        ``display_id``, clamped to it when its geometry is known (see :attr:`monitors`).
 
-        Coordinates are pixels of monitor ``display_id``, clamped to it when its geometry is
-        known (the agent drops nothing for out-of-range values, but QEMU-style x == width
-        lands one pixel off the screen).
+        :raises LocalProtocolError: ``display_id`` does not fit a u8.
         """
-        if not self.mouse_ready:
-            return False
-        if not 0 <= display_id <= 0xFF:
-            raise LocalProtocolError(f"display id {display_id} does not fit a u8")
-        monitors = self._monitors
-        if monitors is not None and display_id < len(monitors):
-            mon = monitors[display_id]
-            x = min(max(x, 0), max(mon.width - 1, 0))
-            y = min(max(y, 0), max(mon.height - 1, 0))
-        else:
-            x = min(max(x, 0), 0xFFFFFFFF)
-            y = min(max(y, 0), 0xFFFFFFFF)
-        # The hot path of the pointer: one struct pack for the whole framed message (chunk
-        # header, message header, body), no construct, no codec.
-        self._out.push(
-            _MOUSE_FRAME.pack(
-                Port.CLIENT, _MOUSE_HEADER_SIZE, PROTOCOL_VERSION, MessageType.MOUSE_STATE, 0,
-                MOUSE_STATE.size, x, y, int(buttons) & 0xFFFFFFFF, display_id,
-            )
-        )
-        return True
+        return self._pointer.send_mouse(x, y, buttons, display_id)
 
     def send_wheel(
         self, up: bool, x: int, y: int, buttons: MouseButton | int = 0, display_id: int = 0
     ) -> bool:
         """One wheel step: the wheel bit pressed, then released (the agent emits REL_WHEEL
         on the 0 → 1 edge only, so each step needs both messages)."""
-        wheel = MouseButton.WHEEL_UP if up else MouseButton.WHEEL_DOWN
-        base = int(buttons) & ~int(MouseButton.WHEEL_UP | MouseButton.WHEEL_DOWN)
-        return self.send_mouse(x, y, base | wheel, display_id) and self.send_mouse(
-            x, y, base, display_id
-        )
+        return self._pointer.send_wheel(up, x, y, buttons, display_id)
 
     def send_monitors_config(self, monitors: tuple[MonitorConfig, ...]) -> bool:
         """Ask the guest to use this layout; the agent answers with :class:`ReplyReceived`.
 
         Never carries PHYSICAL_SIZE (0.22.1 rejects it). False before the guest has the cap.
+
+        :raises LocalProtocolError: an empty layout, too many monitors, or a monitor of size 0
+            (other than 0×0, disabled, for a guest with SPARSE_MONITORS_CONFIG).
         """
-        if not self.guest_has(Capability.MONITORS_CONFIG):
-            return False
-        if not 0 < len(monitors) <= self.limits.max_monitors:
-            raise LocalProtocolError(
-                f"{len(monitors)} monitors: need 1..{self.limits.max_monitors}"
-            )
-        sparse = self.guest_has(Capability.SPARSE_MONITORS_CONFIG)
-        for mon in monitors:
-            disabled = sparse and mon.width == mon.height == 0
-            if (mon.width == 0 or mon.height == 0) and not disabled:
-                raise LocalProtocolError(f"invalid monitor size {mon.width}x{mon.height}")
-        self._send(MonitorsConfig(tuple(monitors), MonitorsConfigFlag.USE_POS))
-        self._monitors = tuple(monitors)
-        return True
+        return self._pointer.send_monitors_config(monitors)
 
     def set_monitors(self, monitors: tuple[MonitorConfig, ...] | None) -> None:
         """Record the guest layout without sending it (known from config), for clamping."""
-        self._monitors = None if monitors is None else tuple(monitors)
+        self._pointer.set_monitors(monitors)
 
     # ---------------------------------------------------------------- file transfer
 
@@ -756,64 +474,29 @@ class HostSession:
         number: int | None = None,
         total: int | None = None,
     ) -> int:
-        """Offer a file to the guest; returns the transfer id.
+        """Offer a file to the guest; returns the transfer id. The agent's answer is a
+        :class:`FileTransferReady` (then :meth:`send_file_data`) or a
+        :class:`FileTransferFinished` event.
 
         :raises StateError: the guest disabled file transfer, or too many are active.
         :raises LocalProtocolError: ``name`` is not a plain file name.
         """
-        check_file_name(name)
-        if self.guest_has(Capability.FILE_XFER_DISABLED):
-            raise StateError("file transfer is disabled in the guest", state="disabled",
-                             required="enabled")
-        if len(self._transfers) >= GUEST_MAX_ACTIVE_TRANSFERS:
-            raise StateError("too many transfers in progress", state=len(self._transfers),
-                             required=GUEST_MAX_ACTIVE_TRANSFERS)
-        transfer_id = self._next_transfer_id
-        self._next_transfer_id = (transfer_id % 0xFFFFFFFF) + 1
-        metadata = start_metadata(name, size, number=number, total=total)
-        self._send(FileXferStart(transfer_id, metadata))
-        self._transfers[transfer_id] = Transfer(transfer_id, name, size)
-        return transfer_id
+        return self._transfers.start(name, size, number=number, total=total)
 
     def send_file_data(self, transfer_id: int, data: bytes) -> None:
         """Send the next bytes of an accepted transfer, in FILE_XFER_DATA pieces.
 
         :raises StateError: the transfer is unknown, not accepted yet, or would exceed its size.
         """
-        transfer = self._transfers.get(transfer_id)
-        if transfer is None or transfer.state is not TransferState.SENDING:
-            raise StateError(
-                f"transfer {transfer_id} is not accepting data",
-                state=None if transfer is None else transfer.state,
-                required=TransferState.SENDING,
-            )
-        if transfer.sent + len(data) > transfer.size:
-            raise StateError(
-                f"transfer {transfer_id} would exceed its size {transfer.size}",
-                state=transfer.sent, required=transfer.size,
-            )
-        if len(data) <= FILE_XFER_PIECE_SIZE:
-            self._send(FileXferData(transfer_id, data))  # one piece: no copy
-        else:
-            view = memoryview(data)
-            for start in range(0, len(data), FILE_XFER_PIECE_SIZE):
-                piece = bytes(view[start : start + FILE_XFER_PIECE_SIZE])
-                self._send(FileXferData(transfer_id, piece))
-        transfer.sent += len(data)
+        self._transfers.send_data(transfer_id, data)
 
     def cancel_file_transfer(self, transfer_id: int) -> None:
         """Cancel a transfer; reports :class:`FileTransferFinished` with CANCELLED."""
-        transfer = self._transfers.pop(transfer_id, None)
-        if transfer is None:
-            return
-        self._send(FileXferStatusMessage(transfer_id, FileXferStatus.CANCELLED))
-        self._events.append(
-            FileTransferFinished(transfer_id, FileXferStatus.CANCELLED, "cancelled by the host")
-        )
+        self._transfers.cancel(transfer_id)
 
     def transfer(self, transfer_id: int) -> Transfer | None:
         """The state of an active transfer."""
-        return self._transfers.get(transfer_id)
+        return self._transfers.active.get(transfer_id)
 
     # ---------------------------------------------------------------- snapshot
 
@@ -834,15 +517,16 @@ class HostSession:
             "host_caps": list(self.host_caps.to_words()),
             "guest_caps": None if self.guest_caps is None else list(self.guest_caps.words),
             "caps_exchanged": self._caps.phase is Phase.EXCHANGED,
-            "clipboard": self._book.snapshot(now),
+            "clipboard": self._clipboard.book.snapshot(now),
             "monitors": None
-            if self._monitors is None
-            else [[m.width, m.height, m.depth, m.x, m.y] for m in self._monitors],
+            if self.monitors is None
+            else [[m.width, m.height, m.depth, m.x, m.y] for m in self.monitors],
             "transfers": [
-                [t.id, t.name, t.size, t.sent, t.state.value] for t in self._transfers.values()
+                [t.id, t.name, t.size, t.sent, t.state.value]
+                for t in self._transfers.active.values()
             ],
-            "next_transfer_id": self._next_transfer_id,
-            "max_clipboard": self._max_clipboard,
+            "next_transfer_id": self._transfers.next_id,
+            "max_clipboard": self._clipboard.limit,
             "framing": self._deframer.snapshot(),
             "outgoing": base64.b64encode(self._out.queued_bytes()).decode("ascii"),
         }
@@ -873,20 +557,20 @@ class HostSession:
                     raise ValueError("too many caps words")
                 guest_caps = Caps(tuple(int(w) & 0xFFFFFFFF for w in guest))
             session._caps.restore(guest_caps, bool(state["caps_exchanged"]))
-            session._book = ClipboardBook.restore(state["clipboard"], now)
+            session._clipboard.book = ClipboardBook.restore(state["clipboard"], now)
             monitors = state["monitors"]
-            session._monitors = (
+            session._pointer.monitors = (
                 None
                 if monitors is None
                 else tuple(MonitorConfig(*(int(v) for v in m)) for m in monitors)
             )
             for tid, name, size, sent, tstate in state["transfers"]:
-                session._transfers[int(tid)] = Transfer(
+                session._transfers.active[int(tid)] = Transfer(
                     int(tid), str(name), int(size), int(sent), TransferState(tstate)
                 )
-            session._next_transfer_id = int(state["next_transfer_id"])
+            session._transfers.next_id = int(state["next_transfer_id"])
             limit = state.get("max_clipboard")
-            session._max_clipboard = None if limit is None else max(int(limit), 0)
+            session._clipboard.limit = None if limit is None else max(int(limit), 0)
             outgoing = base64.b64decode(state["outgoing"], validate=True)
             if outgoing:
                 session._out.push(outgoing)
@@ -901,10 +585,10 @@ class HostSession:
 
 _HANDLERS: dict[type, Any] = {
     AnnounceCapabilities: HostSession._on_caps,
-    ClipboardGrab: HostSession._on_grab,
-    ClipboardRelease: HostSession._on_release,
-    ClipboardRequest: HostSession._on_request,
-    ClipboardData: HostSession._on_clipboard,
+    ClipboardGrab: lambda session, msg: session._clipboard.on_grab(msg),
+    ClipboardRelease: lambda session, msg: session._clipboard.on_release(msg, session._now),
+    ClipboardRequest: lambda session, msg: session._clipboard.on_request(msg, session._now),
+    ClipboardData: lambda session, msg: session._clipboard.on_data(msg),
     Reply: HostSession._on_reply,
-    FileXferStatusMessage: HostSession._on_xfer_status,
+    FileXferStatusMessage: lambda session, msg: session._transfers.on_status(msg),
 }
