@@ -47,13 +47,13 @@ waits 500 ms for the same reason).
 
 from __future__ import annotations
 
-import base64
 from collections import deque
 from typing import Any
 
 from . import codec
+from . import snapshot as _snapshot  # the method of that name shadows the module
 from .caps import HOST_CAPS, Caps
-from .clipboard import ClipboardBook, Owner, PendingRequest
+from .clipboard import Owner, PendingRequest
 from .clipboard_exchange import ClipboardExchange, bridged
 from .codec import Limits, WireFormat
 from .constants import (
@@ -74,7 +74,7 @@ from .events import (
     MessageIgnored,
     ReplyReceived,
 )
-from .filexfer import Transfer, TransferState
+from .filexfer import Transfer
 from .messages import (
     AnnounceCapabilities,
     ClipboardData,
@@ -87,12 +87,9 @@ from .messages import (
     Reply,
 )
 from .mouse import Pointer
-from .negotiation import Effect, Input, Negotiation, Phase
+from .negotiation import Effect, Input, Negotiation
 from .outbound import Outbound
 from .transfers import Transfers
-
-#: Version of the snapshot layout written by :meth:`HostSession.snapshot`.
-SNAPSHOT_VERSION = 1
 
 #: Message types a host may send to the guest (the rest flow guest → host only).
 _HOST_TO_GUEST = frozenset(
@@ -503,33 +500,16 @@ class HostSession:
     def snapshot(self, now: float) -> dict[str, Any]:
         """Everything needed to continue this conversation on another connection.
 
-        JSON-ready: caps, serials, ownership and types, pending requests (deadlines relative
-        to ``now``), transfers, the partial incoming chunk/message, and the queued outgoing
-        bytes. Drain :meth:`next_event` first.
+        JSON-ready (the layout is :mod:`.snapshot`'s): caps, serials, ownership and types,
+        pending requests (deadlines relative to ``now``), transfers, the partial incoming
+        chunk/message, and the queued outgoing bytes. Drain :meth:`next_event` first.
 
         :raises StateError: events or complete messages are still waiting to be drained.
         """
         if self._events or self._deframer.items:
             raise StateError("drain next_event() before taking a snapshot",
                              state="undrained", required="drained")
-        return {
-            "version": SNAPSHOT_VERSION,
-            "host_caps": list(self.host_caps.to_words()),
-            "guest_caps": None if self.guest_caps is None else list(self.guest_caps.words),
-            "caps_exchanged": self._caps.phase is Phase.EXCHANGED,
-            "clipboard": self._clipboard.book.snapshot(now),
-            "monitors": None
-            if self.monitors is None
-            else [[m.width, m.height, m.depth, m.x, m.y] for m in self.monitors],
-            "transfers": [
-                [t.id, t.name, t.size, t.sent, t.state.value]
-                for t in self._transfers.active.values()
-            ],
-            "next_transfer_id": self._transfers.next_id,
-            "max_clipboard": self._clipboard.limit,
-            "framing": self._deframer.snapshot(),
-            "outgoing": base64.b64encode(self._out.queued_bytes()).decode("ascii"),
-        }
+        return _snapshot.write(self._parts(), now)
 
     @classmethod
     def restore(cls, state: dict[str, Any], now: float, **kwargs: Any) -> HostSession:
@@ -542,39 +522,8 @@ class HostSession:
             limit.
         """
         try:
-            if state.get("version") != SNAPSHOT_VERSION:
-                raise ValueError(f"unsupported snapshot version {state.get('version')!r}")
-            session = cls(caps=Caps(tuple(int(w) for w in state["host_caps"])), **kwargs)
-            host = session.host_caps.words
-            if len(host) > session.limits.max_caps_words or not all(
-                0 <= w <= 0xFFFFFFFF for w in host
-            ):  # they are announced on every fresh connection: they must encode
-                raise ValueError("host caps out of range")
-            guest = state["guest_caps"]
-            guest_caps = None
-            if guest is not None:
-                if len(guest) > session.limits.max_caps_words:
-                    raise ValueError("too many caps words")
-                guest_caps = Caps(tuple(int(w) & 0xFFFFFFFF for w in guest))
-            session._caps.restore(guest_caps, bool(state["caps_exchanged"]))
-            session._clipboard.book = ClipboardBook.restore(state["clipboard"], now)
-            monitors = state["monitors"]
-            session._pointer.monitors = (
-                None
-                if monitors is None
-                else tuple(MonitorConfig(*(int(v) for v in m)) for m in monitors)
-            )
-            for tid, name, size, sent, tstate in state["transfers"]:
-                session._transfers.active[int(tid)] = Transfer(
-                    int(tid), str(name), int(size), int(sent), TransferState(tstate)
-                )
-            session._transfers.next_id = int(state["next_transfer_id"])
-            limit = state.get("max_clipboard")
-            session._clipboard.limit = None if limit is None else max(int(limit), 0)
-            outgoing = base64.b64decode(state["outgoing"], validate=True)
-            if outgoing:
-                session._out.push(outgoing)
-            session._deframer.restore(state["framing"])
+            session = cls(caps=_snapshot.host_caps(state), **kwargs)
+            _snapshot.read(state, now, session._parts(), session.limits)
         except LocalProtocolError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
@@ -582,6 +531,11 @@ class HostSession:
         session._now = now
         return session
 
+    def _parts(self) -> _snapshot.Parts:
+        return _snapshot.Parts(
+            self._caps, self._clipboard, self._pointer, self._transfers, self._deframer,
+            self._out,
+        )
 
 _HANDLERS: dict[type, Any] = {
     AnnounceCapabilities: HostSession._on_caps,
