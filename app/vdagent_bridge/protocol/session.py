@@ -22,32 +22,30 @@ clock. The caller:
 
 Every method that can start a deadline takes ``now`` from the caller's monotonic clock.
 
-Caps
-~~~~
-The wire format of the clipboard messages (selection prefix, grab serial) is the
-intersection of our caps and the guest's (protocol.md §10.6); before the guest's caps arrive
-nothing that depends on it is sent: host grabs are recorded and sent once the caps are known.
-Every guest request=1 is answered with request=0. A request=1 that arrives after caps were
-already exchanged means the guest agent restarted: we then re-announce with request=1 (which
-zeroes the daemon's counters whatever survived of them), zero ours, forget what the guest owned
-and re-grab what the host owns, the way QEMU ends up doing after its close/reopen cycle.
+The parts
+---------
+HostSession is the one facade; the conversation lives in parts, one module each, and each
+module's docstring gives the rules it keeps:
 
-Clipboard
-~~~~~~~~~
-Ownership, serials and pending requests live in :class:`ClipboardBook` (see its module for
-the serial rules). Requests in both directions carry deadlines; an expired request of ours
-becomes :class:`ClipboardRequestFailed`, an expired guest request is answered with empty data
-(so the pasting guest application does not hang) and reported as
-:class:`GuestRequestExpired`. Text is converted to CRLF for guests that announce
-GUEST_LINEEND_CRLF and back to LF on the way in. A guest RELEASE is applied at once when the
-guest announced CLIPBOARD_NO_RELEASE_ON_REGRAB, and after ``release_delay`` otherwise, so a
-release-then-grab from an older agent does not blank the host clipboard in between (spice-gtk
-waits 500 ms for the same reason).
+- :mod:`.deframer` turns the guest's bytes into messages (:mod:`.payload` keeps their bytes
+  without copies), and :mod:`.codec` decodes them in the wire format in force;
+- :mod:`.negotiation` is the caps exchange: phases and a table of steps. The effects of a step
+  on the other parts are carried out here, in ``_follow``;
+- :mod:`.clipboard_exchange` handles grabs, releases, requests and data both ways, on the
+  book of :mod:`.clipboard`;
+- :mod:`.mouse` sends MOUSE_STATE on its fast path, and MONITORS_CONFIG;
+- :mod:`.transfers` runs the host → guest file transfers;
+- :mod:`.outbound` is the output queue every part sends through;
+- :mod:`.snapshot` writes the whole conversation as a document, and reads it back.
+
+Every part reports into one event queue, in the order things happen; :meth:`next_event`
+empties it before it decodes the next message.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from . import codec
@@ -91,26 +89,10 @@ from .negotiation import Effect, Input, Negotiation
 from .outbound import Outbound
 from .transfers import Transfers
 
-#: Message types a host may send to the guest (the rest flow guest → host only).
-_HOST_TO_GUEST = frozenset(
-    {
-        MessageType.MOUSE_STATE,
-        MessageType.MONITORS_CONFIG,
-        MessageType.CLIPBOARD,
-        MessageType.DISPLAY_CONFIG,
-        MessageType.ANNOUNCE_CAPABILITIES,
-        MessageType.CLIPBOARD_GRAB,
-        MessageType.CLIPBOARD_REQUEST,
-        MessageType.CLIPBOARD_RELEASE,
-        MessageType.FILE_XFER_START,
-        MessageType.FILE_XFER_STATUS,
-        MessageType.FILE_XFER_DATA,
-        MessageType.CLIENT_DISCONNECTED,
-        MessageType.MAX_CLIPBOARD,
-        MessageType.AUDIO_VOLUME_SYNC,
-        MessageType.GRAPHICS_DEVICE_INFO,
-    }
-)
+#: Message types a host may send to the guest: all but REPLY, which only the agent sends (it
+#: acknowledges our MONITORS_CONFIG).
+_HOST_TO_GUEST = frozenset(MessageType) - {MessageType.REPLY}
+
 
 class HostSession:
     """One conversation with a guest agent, as the host. See the module docstring."""
@@ -131,6 +113,8 @@ class HostSession:
         self.request_timeout = request_timeout
         #: How long the host has to answer a guest request before we answer empty.
         self.guest_request_timeout = guest_request_timeout
+        #: How long a guest RELEASE waits for a new grab, when the guest lacks
+        #: CLIPBOARD_NO_RELEASE_ON_REGRAB (0: released at once).
         self.release_delay = release_delay
         #: How long the guest has to answer our caps announce (see CapabilitiesTimedOut).
         self.caps_timeout = caps_timeout
@@ -354,6 +338,11 @@ class HostSession:
             )
         )
 
+    def _on_reply(self, msg: Reply) -> None:
+        self._events.append(ReplyReceived(msg.type, msg.error))
+
+    # ---------------------------------------------------------------- clipboard actions
+
     @property
     def max_clipboard(self) -> int:
         """The MAX_CLIPBOARD value we announce: the largest data our message limit lets
@@ -368,11 +357,6 @@ class HostSession:
         :raises LocalProtocolError: ``limit`` is negative.
         """
         self._clipboard.set_max_clipboard(limit)
-
-    def _on_reply(self, msg: Reply) -> None:
-        self._events.append(ReplyReceived(msg.type, msg.error))
-
-    # ---------------------------------------------------------------- clipboard actions
 
     def grab_clipboard(
         self, selection: Selection, types: tuple[ClipboardType | int, ...]
@@ -537,7 +521,10 @@ class HostSession:
             self._out,
         )
 
-_HANDLERS: dict[type, Any] = {
+
+#: What handles each message a guest sends a host (with the time it arrived, where it starts
+#: a deadline); any other message is reported as MessageIgnored.
+_HANDLERS: dict[type, Callable[[HostSession, Any], None]] = {
     AnnounceCapabilities: HostSession._on_caps,
     ClipboardGrab: lambda session, msg: session._clipboard.on_grab(msg),
     ClipboardRelease: lambda session, msg: session._clipboard.on_release(msg, session._now),
