@@ -51,7 +51,7 @@ from vdagent_bridge.protocol import (  # noqa: E402
 )
 from vdagent_bridge.protocol.caps import HOST_CAPS, LINUX_AGENT_CAPS  # noqa: E402
 from vdagent_bridge.protocol.codec import FULL, encode  # noqa: E402
-from vdagent_bridge.protocol.framing import frame_message  # noqa: E402
+from vdagent_bridge.protocol.framer import frame_message  # noqa: E402
 from vdagent_bridge.protocol.messages import (  # noqa: E402
     AnnounceCapabilities,
     ClipboardData,

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from vdagent_bridge.demo.guest import SimulatedGuest
 from vdagent_bridge.protocol import Event, HostSession, RemoteProtocolError
 from vdagent_bridge.protocol.codec import FULL, WireFormat, encode
-from vdagent_bridge.protocol.framing import frame_message
+from vdagent_bridge.protocol.framer import frame_message
 from vdagent_bridge.protocol.messages import Message
 
 

@@ -64,8 +64,9 @@ from vdagent_bridge.protocol.constants import (
     Port,
     Selection,
 )
-from vdagent_bridge.protocol.framing import Deframer, Payload, RawMessage
+from vdagent_bridge.protocol.deframer import Deframer, RawMessage
 from vdagent_bridge.protocol.messages import AnnounceCapabilities, Message, MonitorConfig
+from vdagent_bridge.protocol.payload import Payload
 
 FORMATS = (FULL, LEGACY, WireFormat(selection=True), WireFormat(grab_serial=True))
 MESSAGE_CLASSES = get_args(Message)

@@ -16,7 +16,7 @@ from tests.helpers import agent_bytes, quick, until
 from vdagent_bridge.protocol import ClipboardType, Selection
 from vdagent_bridge.protocol.caps import LINUX_AGENT_CAPS
 from vdagent_bridge.protocol.constants import MessageType, Port
-from vdagent_bridge.protocol.framing import Deframer, RawMessage
+from vdagent_bridge.protocol.deframer import Deframer, RawMessage
 from vdagent_bridge.protocol.messages import AnnounceCapabilities, ClipboardData
 from vdagent_bridge.runtime import Endpoint, Site, VmRuntime
 from vdagent_bridge.runtime.switchover import GuestStopped, MigrationStatus, Phase, Progress

@@ -33,7 +33,7 @@ from vdagent_bridge.protocol import (
 )
 from vdagent_bridge.protocol.caps import LINUX_AGENT_CAPS
 from vdagent_bridge.protocol.constants import MessageType
-from vdagent_bridge.protocol.framing import RawMessage
+from vdagent_bridge.protocol.deframer import RawMessage
 from vdagent_bridge.protocol.messages import (
     AnnounceCapabilities,
     FileXferStart,

@@ -41,7 +41,7 @@ from vdagent_bridge.protocol import (
     StateError,
 )
 from vdagent_bridge.protocol.codec import LEGACY, Limits, WireFormat, decode
-from vdagent_bridge.protocol.framing import Deframer
+from vdagent_bridge.protocol.deframer import Deframer
 from vdagent_bridge.protocol.messages import (
     AnnounceCapabilities,
     ClipboardData,
@@ -515,38 +515,6 @@ def test_mouse_coordinates_are_clamped_to_the_monitor():
     pair.pump()
     assert pair.guest.mouse[-1].x == 799
     assert pair.guest.mouse[-1].y == 0
-
-
-def test_coalesced_motion_replaces_an_unsent_motion_but_never_a_button_change():
-    pair = Pair()
-    host = pair.host
-    host.send_mouse(0, 0)
-    pair.pump()
-    host.send_mouse(1, 1, coalesce=True)
-    host.send_mouse(2, 2, coalesce=True)  # replaces (1, 1): not sent yet
-    host.send_mouse(3, 3, MouseButton.LEFT, coalesce=True)  # the press: kept
-    host.send_mouse(4, 4, MouseButton.LEFT, coalesce=True)  # a drag: queued behind it
-    host.send_mouse(5, 5, MouseButton.LEFT, coalesce=True)  # replaces (4, 4)
-    host.send_mouse(5, 5, coalesce=True)  # the release: kept
-    host.send_mouse(6, 6)  # without coalesce: queued
-    host.send_mouse(7, 7)  # ... whatever is before it
-    assert host.bytes_to_send == 6 * 41
-    pair.pump()
-    assert [(m.x, m.y, m.buttons) for m in pair.guest.mouse[1:]] == [
-        (2, 2, 0), (3, 3, MouseButton.LEFT), (5, 5, MouseButton.LEFT), (5, 5, 0), (6, 6, 0),
-        (7, 7, 0),
-    ]
-
-
-def test_a_partly_sent_motion_is_not_replaced():
-    pair = Pair()
-    host = pair.host
-    host.send_mouse(0, 0)
-    pair.pump()
-    host.send_mouse(1, 1, coalesce=True)
-    host.consume_output(10)  # the writer sent its first 10 bytes
-    host.send_mouse(2, 2, coalesce=True)
-    assert host.bytes_to_send == 2 * 41 - 10
 
 
 # ---------------------------------------------------------------------------- output queue

@@ -47,8 +47,9 @@ from ..protocol.constants import (
     ReplyError,
     Selection,
 )
+from ..protocol.deframer import Deframer, RawMessage
 from ..protocol.errors import ChunkError, RemoteProtocolError
-from ..protocol.framing import Deframer, RawMessage, frame_message
+from ..protocol.framer import frame_message
 from ..protocol.messages import (
     AnnounceCapabilities,
     ClientDisconnected,
@@ -66,7 +67,7 @@ from ..protocol.messages import (
     MouseState,
     Reply,
 )
-from ..protocol.wire import CHUNK_HEADER, FileXferStatusError
+from ..protocol.wire import FileXferStatusError
 
 #: Exact payload sizes vdagentd requires (vdagent_message_check_size), before the clipboard
 #: prefix/serial additions.
@@ -514,14 +515,3 @@ def _parse_keyfile(data: bytes) -> dict[str, str]:
                 .replace("\\r", "\r").replace("\\\\", "\\")
             )
     return fields
-
-
-def chunk_sizes(data: bytes) -> list[int]:
-    """Sizes of the chunks in a framed byte stream (a test helper for the 2048 rule)."""
-    sizes = []
-    pos = 0
-    while pos + 8 <= len(data):
-        _port, size = CHUNK_HEADER.unpack_from(data, pos)
-        sizes.append(size)
-        pos += 8 + size
-    return sizes

@@ -19,6 +19,7 @@ from .constants import (
     ReplyError,
     Selection,
 )
+from .deframer import Deframer, RawMessage
 from .errors import (
     LimitExceeded,
     LocalProtocolError,
@@ -43,7 +44,7 @@ from .events import (
     MessageIgnored,
     ReplyReceived,
 )
-from .framing import Deframer, RawMessage, frame_message
+from .framer import frame_message
 from .messages import MonitorConfig
 from .session import HostSession
 

@@ -229,12 +229,5 @@ class GIOErrorCode(enum.IntEnum):
     DESTINATION_UNSET = 48
 
 
-class Direction(enum.Enum):
-    """Which side of the conversation an engine plays (h11's CLIENT/SERVER, for vdagent)."""
-
-    HOST = "host"
-    GUEST = "guest"
-
-
 #: Clipboard types whose data is text: line endings are converted for CRLF guests.
 TEXT_TYPES = frozenset({ClipboardType.UTF8_TEXT})

@@ -16,8 +16,8 @@ passed to ``parse``/``build`` as context parameters:
 Why the two headers are also ``struct.Struct``: they are parsed once per chunk and built once
 per outgoing chunk, and an interpreted construct call costs ~7 µs against ~0.06 µs for
 ``struct`` (style-anchors.md §4). ``test_wire_vs_struct`` proves both declarations equal.
-Bodies are parsed with *interpreted* construct once per complete message, after the framing
-layer has checked the size; parsers that read guest bytes are never ``compile()``d, because
+Bodies are parsed with *interpreted* construct once per complete message, after the deframer
+has checked the size; parsers that read guest bytes are never ``compile()``d, because
 compiled construct silently accepts truncated input.
 """
 

@@ -15,7 +15,7 @@ Specification (codec module docstring, protocol.md §7.3, style.md §6 rules 5�
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given, settings
@@ -52,6 +52,7 @@ from vdagent_bridge.protocol.messages import (
     FileXferStatusMessage,
     GraphicsDeviceInfo,
     MaxClipboard,
+    Message,
     MonitorConfig,
     MonitorsConfig,
     MouseState,
@@ -87,6 +88,29 @@ def assert_malformed(
     assert type(info.value) is RemoteProtocolError
     assert info.value.message_type == msg_type
     return info.value
+
+
+# ----- the table ------------------------------------------------------------------------------
+
+
+def test_every_message_type_has_one_layout_and_every_message_class_one_type() -> None:
+    assert set(codec._LAYOUTS) == set(MessageType)
+    for msg_type, layout in codec._LAYOUTS.items():
+        assert layout.message.TYPE is msg_type  # type: ignore[attr-defined]
+    classes = [c for c in get_args(Message) if c is not UnknownMessage]
+    assert sorted(c.__name__ for c in classes) == sorted(
+        layout.message.__name__ for layout in codec._LAYOUTS.values()
+    )
+
+
+def test_an_object_posing_as_a_message_is_not_encoded() -> None:
+    """The table is keyed on ``TYPE``, but the class must be the message class of that type."""
+
+    class Impostor:
+        TYPE = MessageType.MOUSE_STATE
+
+    with pytest.raises(LocalProtocolError, match="not a vdagent message"):
+        codec.encode(Impostor(), FULL)  # type: ignore[arg-type]
 
 
 # ----- exact and minimum sizes (protocol.md §7.3) --------------------------------------------

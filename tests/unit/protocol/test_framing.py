@@ -1,6 +1,7 @@
 """Chunk framing: what goes out, and how the guest's byte stream comes back as messages.
 
-Specification (framing module docstring, protocol.md §1.2–1.4, §10, §12):
+Specification (the framer, deframer and payload module docstrings, protocol.md §1.2–1.4, §10,
+§12):
 
 Outgoing, every chunk carries at most 2048 bytes (vdagentd closes the port on a bigger one)
 and the bytes of one message only. Incoming, chunks of any size are accepted (vdagentd sends a
@@ -22,18 +23,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vdagent_bridge.protocol.constants import MessageType, Port
+from vdagent_bridge.protocol.deframer import Deframer, RawMessage
 from vdagent_bridge.protocol.errors import (
     LimitExceeded,
     LocalProtocolError,
     RemoteProtocolError,
 )
-from vdagent_bridge.protocol.framing import (
-    Deframer,
-    FramedMessage,
-    RawMessage,
-    frame,
-    frame_message,
-)
+from vdagent_bridge.protocol.framer import FramedMessage, frame, frame_message
 
 MAX_CHUNK = 2048
 KIB = 1024
@@ -541,7 +537,8 @@ def test_restore_refuses_a_corrupt_snapshot(corrupt) -> None:  # type: ignore[no
 def test_small_views_do_not_keep_large_reads_alive() -> None:
     """A guest that interleaves 16 KiB pieces of a big message with skipped chunks in every
     1 MiB read must not make us retain the whole reads: the pieces are copied."""
-    from vdagent_bridge.protocol.framing import Deframer, Payload
+    from vdagent_bridge.protocol.deframer import Deframer
+    from vdagent_bridge.protocol.payload import Payload
     from vdagent_bridge.protocol.wire import CHUNK_HEADER, MESSAGE_HEADER
 
     deframer = Deframer(max_message_size=1 << 26)

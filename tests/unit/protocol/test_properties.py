@@ -28,8 +28,9 @@ from vdagent_bridge.protocol.constants import (
     MouseButton,
     Selection,
 )
+from vdagent_bridge.protocol.deframer import Deframer, RawMessage
 from vdagent_bridge.protocol.errors import RemoteProtocolError
-from vdagent_bridge.protocol.framing import Deframer, RawMessage, frame_message
+from vdagent_bridge.protocol.framer import frame_message
 from vdagent_bridge.protocol.messages import (
     AnnounceCapabilities,
     AudioVolumeSync,
