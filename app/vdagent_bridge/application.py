@@ -31,46 +31,40 @@ import html
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtGui import QClipboard, QGuiApplication
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon
-from qasync import QEventLoop  # after PySide6: qasync uses the Qt binding already imported
-from qasync import run as qasync_run
+from PySide6.QtWidgets import QSystemTrayIcon
 
 from . import __version__
-from .assets import APP_ID
 from .bridges import ClipboardBridge, ClipboardPolicy
 from .bridges.pointer import GuestScreen, PointerBridge
 from .protocol import Event, HostSession
 from .runtime import (
     Endpoint,
-    FileProgress,
-    FileSendError,
     Runstate,
     Site,
     VmRuntime,
     backoff,
 )
-from .sizes import format_size
+from .runtime.filequeue import FileQueue
 from .state import AppPaths, StateStore
 from .state.config import Policy, VmConfig
 from .state.settings import Autostart, Settings
 from .ui.demo_guest import DemoGuest, DemoGuestWindow
 from .ui.desktop import desktop_note
-from .ui.icons import app_icon
 from .ui.model import Controller, DesktopNote, Level, Toggle, VmStatus
 from .ui.pointer_surface import PointerSurface
 from .ui.tray import Tray
 from .ui.window import MainWindow
+from .ui.wording import level_of, runstate_notice, vm_detail
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +105,8 @@ class Options:
     seconds: float | None = None
     #: Open every VM's pointer surface at start (``--pointer-surface``).
     pointer_surface: bool = False
-    #: The app switched Qt to XWayland on a Wayland session (see :func:`prefer_xwayland`).
+    #: The app switched Qt to XWayland on a Wayland session (see
+    #: :func:`vdagent_bridge.startup.prefer_xwayland`).
     xwayland: bool = False
     #: The command an autostart entry runs.
     autostart_command: tuple[str, ...] = ("vdagent-bridge",)
@@ -130,6 +125,7 @@ class _Vm:
     runtime: VmRuntime
     switches: dict[str, bool]
     pointer: PointerBridge
+    files: FileQueue
     task: asyncio.Task[None] | None = None
     #: The runstate the UI last heard of (to word the notifications).
     shown: Runstate = Runstate.IDLE
@@ -137,9 +133,6 @@ class _Vm:
     reconnecting: bool = False
     #: Its pointer surface, made when first opened (it owns its screen source).
     surface: PointerSurface | None = None
-    #: The task sending files, and the batches waiting for it.
-    sender: asyncio.Task[None] | None = None
-    queued: list[list[Path]] = field(default_factory=list)
     #: The file transfer in progress, in words, for the UI ("" when none).
     transfer: str = ""
 
@@ -268,7 +261,12 @@ class Application(Controller):
         switches = switches_for(config.policy, self.settings.vm(config.name),
                                 self.options.overrides)
         vm = _Vm(config, runtime, switches,
-                 PointerBridge(runtime, guest_size=config.policy.display))
+                 PointerBridge(runtime, guest_size=config.policy.display),
+                 FileQueue(config.name, runtime.send_files,
+                           progress=lambda text: self._set_transfer(
+                               self._vms[config.name], text),
+                           outcome=lambda text, severity: self._notify(
+                               config.name, text, level_of(severity))))
         vm.pointer.set_enabled(self._pointer_on(vm))
         self._vms[config.name] = vm
         self.bridge.add_vm(runtime, self._clipboard_policy(vm))
@@ -347,7 +345,10 @@ class Application(Controller):
         # 2. The bridge stops following the host clipboard (what is on it stays).
         if self.bridge is not None:
             self.bridge.close()
-        # 3. Helpers (reconnects), then the runtimes, newest first; each saves its state.
+        # 3. File transfers (the guests are told), helpers (reconnects), then the runtimes,
+        # newest first; each saves its state.
+        for vm in self._vms.values():
+            await vm.files.close()
         for helper in list(self._helpers):
             helper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -383,23 +384,15 @@ class Application(Controller):
             return
         previous, vm.shown = vm.shown, state
         runtime = vm.runtime
+        notice = runstate_notice(
+            state, previous, migrated=runtime.migrations > vm.migrations_seen,
+            where=self._where(vm), agent=runtime.site.agent, failure=runtime.failure,
+            reconnecting=vm.reconnecting,
+        )
         if state is Runstate.CONNECTED:
-            if previous is Runstate.MIGRATING:
-                if runtime.migrations > vm.migrations_seen:
-                    self._notify(name, f"migration done: continuing on {runtime.site.agent}",
-                                 Level.INFO)
-                else:
-                    self._notify(name, f"the migration did not complete: staying on "
-                                 f"{runtime.site.agent}", Level.WARNING)
-            else:
-                self._notify(name, f"connected to {self._where(vm)}", Level.INFO)
             vm.migrations_seen = runtime.migrations
-        elif state is Runstate.WAITING and previous in (Runstate.CONNECTED, Runstate.MIGRATING):
-            if not vm.reconnecting:
-                self._notify(name, "disconnected; reconnecting when the agent port is back",
-                             Level.WARNING)
-        elif state is Runstate.FAILED:
-            self._notify(name, runtime.failure or "cannot connect", Level.ERROR)
+        if notice is not None:
+            self._notify(name, *notice)
         if not self._stopping:
             self.changed.emit()
 
@@ -456,19 +449,9 @@ class Application(Controller):
 
     def _detail(self, vm: _Vm) -> str:
         runtime = vm.runtime
-        state = runtime.runstate
-        agent = runtime.site.agent
-        if state is Runstate.FAILED:
-            return runtime.failure or ""
-        if state is Runstate.MIGRATING:
-            return f"from {agent}"
-        if state in (Runstate.WAITING, Runstate.CONNECTING):
-            if agent.kind == "unix" and not os.path.exists(agent.path):
-                return f"no agent socket at {agent.path} (is the VM running?)"
-            return f"trying {agent}"
-        if state is Runstate.CONNECTED:
-            return self._where(vm) + (" (following migrations)" if runtime.site.qmp else "")
-        return ""
+        return vm_detail(runtime.runstate, agent=runtime.site.agent, where=self._where(vm),
+                         failure=runtime.failure,
+                         follows_migrations=runtime.site.qmp is not None)
 
     def _where(self, vm: _Vm) -> str:
         """Where a VM is connected, in words."""
@@ -568,40 +551,12 @@ class Application(Controller):
         if entry is None or not paths or self._stopping:
             return
         log.info("%s: sending %s", vm, ", ".join(str(p) for p in paths))
-        entry.queued.append(list(paths))
-        if entry.sender is None or entry.sender.done():
-            entry.sender = self._spawn(self._send_queued(entry), f"{vm}-send-files")
+        entry.files.add(paths)
 
     def cancel_transfer(self, vm: str) -> None:
         entry = self._vms.get(vm)
-        if entry is None:
-            return
-        entry.queued.clear()
-        if entry.sender is not None and not entry.sender.done():
-            entry.sender.cancel()
-
-    async def _send_queued(self, vm: _Vm) -> None:
-        try:
-            while vm.queued and not self._stopping:
-                batch = vm.queued.pop(0)
-                what = batch[0].name if len(batch) == 1 else f"{len(batch)} files"
-                try:
-                    await vm.runtime.send_files(batch, partial(self._progress, vm))
-                except FileSendError as err:
-                    self._notify(vm.name, f"file transfer failed: {err}", Level.ERROR)
-                except asyncio.CancelledError:
-                    self._notify(vm.name, f"sending {what} cancelled", Level.WARNING)
-                    raise
-                else:
-                    self._notify(vm.name, f"sent {what} to the guest", Level.INFO)
-        finally:
-            self._set_transfer(vm, "")
-
-    def _progress(self, vm: _Vm, progress: FileProgress) -> None:
-        percent = 100 * progress.sent // progress.size if progress.size else 100
-        which = f" ({progress.number} of {progress.total})" if progress.total > 1 else ""
-        self._set_transfer(vm, f"Sending {progress.name}{which}: {percent}% of "
-                               f"{format_size(progress.size)}")
+        if entry is not None:
+            entry.files.cancel()
 
     def _set_transfer(self, vm: _Vm, text: str) -> None:
         if text == vm.transfer:
@@ -650,68 +605,3 @@ def _runtime_dir() -> str | None:
     """``$XDG_RUNTIME_DIR`` when usable (private, in memory), else the temp dir."""
     directory = os.environ.get("XDG_RUNTIME_DIR")
     return directory if directory and os.path.isdir(directory) else None
-
-
-# -------------------------------------------------------------------- start-up
-
-
-def display_problem(environ: Mapping[str, str]) -> str | None:
-    """Why Qt cannot open a window here (one line), or None. Qt itself would abort with a
-    multi-line message and a core dump."""
-    platform = environ.get("QT_QPA_PLATFORM", "")
-    if platform.split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb"):
-        return None
-    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
-        return None
-    return ("no display to show the tray on (DISPLAY and WAYLAND_DISPLAY are unset); "
-            "use --console to run without one")
-
-
-def prefer_xwayland(environ: MutableMapping[str, str]) -> bool:
-    """On a Wayland session with XWayland, use Qt's X11 backend (unless the user chose a
-    platform): an X11 client may follow the clipboard without keyboard focus, a Wayland
-    client may not (peers.md §4.2). Returns True when it chose xcb."""
-    if environ.get("QT_QPA_PLATFORM") or not environ.get("WAYLAND_DISPLAY"):
-        return False
-    if not environ.get("DISPLAY"):
-        return False
-    environ["QT_QPA_PLATFORM"] = "xcb"
-    return True
-
-
-def run_app(options: Options) -> int:
-    """Create the QApplication, run the app on a qasync loop, return its exit status.
-
-    Ctrl+C and SIGTERM quit it the orderly way.
-    """
-    if prefer_xwayland(os.environ):
-        log.info("Wayland session: using XWayland so the clipboard can be followed without "
-                 "focus")
-        options = replace(options, xwayland=True)
-    existing = QApplication.instance()
-    # argv[0] names the X11 WM_CLASS instance: "vdagent-bridge", not "__main__.py".
-    app = existing if isinstance(existing, QApplication) else QApplication(["vdagent-bridge"])
-    app.setApplicationName("vdagent-bridge")
-    app.setApplicationVersion(__version__)
-    # The Wayland app_id and the X11 _KDE_NET_WM_DESKTOP_FILE: the installed .desktop's id.
-    app.setDesktopFileName(APP_ID)
-    app.setWindowIcon(app_icon())
-    app.setQuitOnLastWindowClosed(False)
-    application = Application(options)
-
-    async def main() -> int:
-        loop = asyncio.get_running_loop()
-        handled = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, application.quit)
-                handled.append(signum)
-        try:
-            return await application.run()
-        finally:
-            for signum in handled:
-                loop.remove_signal_handler(signum)
-
-    if sys.version_info >= (3, 12):
-        return int(asyncio.run(main(), loop_factory=QEventLoop))
-    return int(qasync_run(main()))

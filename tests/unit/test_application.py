@@ -23,18 +23,18 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from qasync import QEventLoop  # noqa: E402
 
 from vdagent_bridge import application as application_module  # noqa: E402
+from vdagent_bridge import startup as startup_module  # noqa: E402
 from vdagent_bridge.application import (  # noqa: E402
     DEMO_VM,
     Application,
     Options,
     Overrides,
-    display_problem,
-    prefer_xwayland,
 )
 from vdagent_bridge.cli import main  # noqa: E402
 from vdagent_bridge.demo.guest import Holder  # noqa: E402
 from vdagent_bridge.protocol import Selection  # noqa: E402
 from vdagent_bridge.runtime import Endpoint, Runstate, Site  # noqa: E402
+from vdagent_bridge.startup import display_problem, prefer_xwayland  # noqa: E402
 from vdagent_bridge.state import AppPaths  # noqa: E402
 from vdagent_bridge.state.config import Policy, VmConfig  # noqa: E402
 from vdagent_bridge.state.settings import AUTOSTART_FILE  # noqa: E402
@@ -505,7 +505,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Options]:
         calls.append(options)
         return 0
 
-    monkeypatch.setattr(application_module, "run_app", fake_run_app)
+    monkeypatch.setattr(startup_module, "run_app", fake_run_app)
     return calls
 
 

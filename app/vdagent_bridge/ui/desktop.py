@@ -4,7 +4,7 @@ The one hard limit is Wayland's clipboard rule: only the client with keyboard fo
 or set the selection (peers.md §4.2). A tray app never has focus, so on a native Wayland
 connection Qt's clipboard goes quiet in the background, and a VM's copy reaches the host only
 while one of our windows is focused. Through XWayland (Qt's xcb backend, which
-:func:`vdagent_bridge.application.prefer_xwayland` picks when both displays exist) the app is
+:func:`vdagent_bridge.startup.prefer_xwayland` picks when both displays exist) the app is
 an X11 client again and may follow the X11 selections unfocused; the compositor bridges them
 to Wayland apps as far as it shares the clipboard with XWayland. The user should read this in
 the tray, not discover it as "a dead clipboard after a while" (peers.md §3).

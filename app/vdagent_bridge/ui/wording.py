@@ -1,0 +1,69 @@
+"""What the app says about a VM, in words: its notifications and its status line.
+
+Pure functions of what the runtime reports, so the wording is tested as a table and the
+composition root only routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ..runtime import Endpoint, Runstate
+from .model import Level
+
+
+def runstate_notice(
+    state: Runstate,
+    previous: Runstate,
+    *,
+    migrated: bool,
+    where: str,
+    agent: Endpoint,
+    failure: str | None,
+    reconnecting: bool,
+) -> tuple[str, Level] | None:
+    """The notification for a VM going from ``previous`` to ``state`` (None: none).
+
+    ``migrated``: a migration completed since the VM was last shown connected; ``where`` the
+    place it is connected to, in words; ``reconnecting``: the user asked for the reconnect,
+    so the disconnect is no news.
+    """
+    if state is Runstate.CONNECTED:
+        if previous is Runstate.MIGRATING:
+            if migrated:
+                return f"migration done: continuing on {agent}", Level.INFO
+            return f"the migration did not complete: staying on {agent}", Level.WARNING
+        return f"connected to {where}", Level.INFO
+    if state is Runstate.WAITING and previous in (Runstate.CONNECTED, Runstate.MIGRATING):
+        if not reconnecting:
+            return "disconnected; reconnecting when the agent port is back", Level.WARNING
+        return None
+    if state is Runstate.FAILED:
+        return failure or "cannot connect", Level.ERROR
+    return None
+
+
+def vm_detail(state: Runstate, *, agent: Endpoint, where: str, failure: str | None,
+              follows_migrations: bool) -> str:
+    """The second line of a VM's status: where it is, or why it is not there."""
+    if state is Runstate.FAILED:
+        return failure or ""
+    if state is Runstate.MIGRATING:
+        return f"from {agent}"
+    if state in (Runstate.WAITING, Runstate.CONNECTING):
+        if agent.kind == "unix" and not os.path.exists(agent.path):
+            return f"no agent socket at {agent.path} (is the VM running?)"
+        return f"trying {agent}"
+    if state is Runstate.CONNECTED:
+        return where + (" (following migrations)" if follows_migrations else "")
+    return ""
+
+
+def level_of(severity: int) -> Level:
+    """A :mod:`logging` level as a notification level."""
+    if severity >= logging.ERROR:
+        return Level.ERROR
+    if severity >= logging.WARNING:
+        return Level.WARNING
+    return Level.INFO
