@@ -7,14 +7,10 @@ to a VM through a small structural interface (:class:`ClipboardVm`) that
 
 from __future__ import annotations
 
-from .clipboard import (
-    DEFAULT_MAX_BYTES,
-    ClipboardBridge,
-    ClipboardPolicy,
-    ClipboardVm,
-    ImageLimits,
-)
+from .clipboard import ClipboardBridge, ClipboardVm
+from .images import ImageLimits
 from .pointer import GuestScreen, PointerBridge, PointerVm, ScreenUnavailable
+from .policy import DEFAULT_MAX_BYTES, ClipboardPolicy
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

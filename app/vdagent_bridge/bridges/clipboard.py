@@ -71,11 +71,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QObject, Signal
-from PySide6.QtGui import QClipboard, QGuiApplication, QImage, QImageReader, QImageWriter
+from PySide6.QtCore import QByteArray, QMimeData, QObject, Signal
+from PySide6.QtGui import QClipboard, QGuiApplication, QImage
 
 from ..protocol import (
     CapabilitiesReceived,
@@ -92,29 +92,20 @@ from ..protocol import (
     StateError,
 )
 from ..sizes import format_size
+from .fetches import Fetch, FetchBook
+from .images import (
+    IMAGE_TYPES,
+    ImageLimits,
+    decode_image,
+    encode_image,
+    readable_types,
+    writable_types,
+)
+from .policy import ClipboardPolicy
 
 log = logging.getLogger(__name__)
 
-#: Default size limit of each direction. 16 MiB cross the real agent in ~0.3 s (see the
-#: module docstring); spice-gtk allows 100 MiB, Qubes 64 KiB (peers.md §3.7).
-DEFAULT_MAX_BYTES = 16 * 1024 * 1024
-
 _TEXT = ClipboardType.UTF8_TEXT
-#: Image types as (Qt format name, MIME type), in the order we prefer them from a guest:
-#: lossless first.
-_IMAGE_TYPES: dict[ClipboardType, tuple[bytes, str]] = {
-    ClipboardType.IMAGE_PNG: (b"png", "image/png"),
-    ClipboardType.IMAGE_BMP: (b"bmp", "image/bmp"),
-    ClipboardType.IMAGE_TIFF: (b"tiff", "image/tiff"),
-    ClipboardType.IMAGE_JPG: (b"jpeg", "image/jpeg"),
-}
-#: The order image types are offered to a guest (PNG first: the agent's preference).
-_OFFER_ORDER = (
-    ClipboardType.IMAGE_PNG,
-    ClipboardType.IMAGE_BMP,
-    ClipboardType.IMAGE_JPG,
-    ClipboardType.IMAGE_TIFF,
-)
 _MODES = {
     Selection.CLIPBOARD: QClipboard.Mode.Clipboard,
     Selection.PRIMARY: QClipboard.Mode.Selection,
@@ -144,59 +135,6 @@ class ClipboardVm(Protocol):
     def set_max_clipboard(self, limit: int | None) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ClipboardPolicy:
-    """What may cross between the host and one VM. Sizes are bytes of clipboard data."""
-
-    to_guest: bool = True
-    to_host: bool = True
-    #: PRIMARY (the X11 selection) crosses too, in the directions that are on. Off by default:
-    #: it changes with every text selection (peers.md §3.5).
-    primary: bool = False
-    max_to_guest: int = DEFAULT_MAX_BYTES
-    max_to_host: int = DEFAULT_MAX_BYTES
-
-    #: The command line's ``--clipboard`` words.
-    DIRECTIONS = ("both", "to-guest", "to-host", "off")
-
-    @classmethod
-    def from_direction(cls, direction: str, **kwargs: object) -> ClipboardPolicy:
-        """A policy for ``both``, ``to-guest``, ``to-host`` or ``off``.
-
-        :raises ValueError: for another word (the message names the valid ones).
-        """
-        if direction not in cls.DIRECTIONS:
-            raise ValueError(
-                f"clipboard direction {direction!r}: use one of {', '.join(cls.DIRECTIONS)}"
-            )
-        return cls(
-            to_guest=direction in ("both", "to-guest"),
-            to_host=direction in ("both", "to-host"),
-            **kwargs,  # type: ignore[arg-type]
-        )
-
-    def allows_to_guest(self, selection: Selection | int) -> bool:
-        return self.to_guest and _bridged(selection, self.primary)
-
-    def allows_to_host(self, selection: Selection | int) -> bool:
-        return self.to_host and _bridged(selection, self.primary)
-
-
-def _bridged(selection: Selection | int, primary: bool) -> bool:
-    return selection == Selection.CLIPBOARD or (primary and selection == Selection.PRIMARY)
-
-
-@dataclass(frozen=True, slots=True)
-class ImageLimits:
-    """Bounds on decoding an image that came from a guest."""
-
-    max_width: int = 32768
-    max_height: int = 32768
-    max_pixels: int = 50_000_000
-    #: QImageReader's allocation limit for one image, MiB (Qt's default is 256).
-    allocation_mib: int = 256
-
-
 class _GuestMimeData(QMimeData):
     """Host clipboard content that the bridge set from a guest's data."""
 
@@ -209,23 +147,6 @@ class _GuestMimeData(QMimeData):
 class _Attached:
     vm: ClipboardVm
     policy: ClipboardPolicy
-    #: Our requests per (selection, type) still unanswered. Answers come in request order, so
-    #: only the answer that brings a count to zero answers the newest request.
-    outstanding: dict[tuple[int, int], int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Fetch:
-    """A guest's data on its way to the host clipboard."""
-
-    vm: str
-    selection: Selection
-    pending: set[ClipboardType]
-    text: str | None = None
-    image: QImage | None = None
-    png: bytes | bytearray | None = None  # the guest's own PNG, handed on as it is
-    #: Why something was not brought over, for the user (size, unusable image).
-    notices: list[str] = field(default_factory=list)
 
 
 class ClipboardBridge(QObject):
@@ -250,15 +171,11 @@ class ClipboardBridge(QObject):
         self._clipboard = clipboard or QGuiApplication.clipboard()
         self._image_limits = image_limits or ImageLimits()
         self._vms: dict[str, _Attached] = {}
-        self._fetches: dict[Selection, _Fetch] = {}
+        self._fetches = FetchBook()
         #: True while the bridge itself clears the host clipboard (that is no host copy).
         self._clearing = False
-        writable = {bytes(f.data()).lower() for f in QImageWriter.supportedImageFormats()}
-        readable = {bytes(f.data()).lower() for f in QImageReader.supportedImageFormats()}
-        self._host_image_types = tuple(
-            t for t in _OFFER_ORDER if _IMAGE_TYPES[t][0] in writable
-        )
-        self._guest_image_types = tuple(t for t in _IMAGE_TYPES if _IMAGE_TYPES[t][0] in readable)
+        self._host_image_types = writable_types()
+        self._guest_image_types = readable_types()
         self._clipboard.changed.connect(self._on_host_changed)
 
     def close(self) -> None:
@@ -287,9 +204,7 @@ class ClipboardBridge(QObject):
     def remove_vm(self, name: str) -> None:
         """Detach a VM (what it put on the host clipboard stays there)."""
         self._vms.pop(name, None)
-        for sel, fetch in list(self._fetches.items()):
-            if fetch.vm == name:
-                del self._fetches[sel]
+        self._fetches.forget_vm(name)
 
     def policy(self, name: str) -> ClipboardPolicy:
         """The policy of an attached VM. :raises KeyError: unknown VM."""
@@ -310,9 +225,7 @@ class ClipboardBridge(QObject):
             elif policy.allows_to_guest(sel) and not old.allows_to_guest(sel):
                 self._offer_host(attached, sel)
             if not policy.allows_to_host(sel):
-                fetch = self._fetches.get(sel)
-                if fetch is not None and fetch.vm == name:
-                    del self._fetches[sel]
+                self._fetches.drop(sel, name)
         if policy.max_to_host != old.max_to_host:
             self._send_max_clipboard(attached)
 
@@ -357,7 +270,7 @@ class ClipboardBridge(QObject):
         if source is None and not self._clearing:
             # A host application copied (or emptied the clipboard): it is newer than
             # whatever a guest is still sending us.
-            self._fetches.pop(sel, None)
+            self._fetches.drop(sel)
         types = self._host_types(mime)
         for attached in list(self._vms.values()):
             if attached.vm.name == source or not attached.policy.allows_to_guest(sel):
@@ -420,7 +333,7 @@ class ClipboardBridge(QObject):
             return mime.text().encode("utf-8") if mime.hasText() else None
         if kind not in self._host_image_types:
             return None
-        fmt, mime_type = _IMAGE_TYPES[kind]
+        fmt, mime_type = IMAGE_TYPES[kind]
         if mime.hasFormat(mime_type):
             raw = bytes(mime.data(mime_type).data())
             if raw:
@@ -430,7 +343,7 @@ class ClipboardBridge(QObject):
         image = mime.imageData()
         if not isinstance(image, QImage) or image.isNull():
             return None
-        return _encode_image(image, fmt)
+        return encode_image(image, fmt)
 
     # ---------------------------------------------------------------- guest → host
 
@@ -446,45 +359,27 @@ class ClipboardBridge(QObject):
         image = next((t for t in self._guest_image_types if t in event.types), None)
         if image is not None:
             wanted.append(image)
-        fetch = _Fetch(vm.name, sel, set())
-        self._fetches[sel] = fetch
+        fetch = self._fetches.start(vm.name, sel)
         for kind in wanted:
             try:
                 vm.request(sel, kind)
             except StateError as err:
                 log.info("%s: cannot request %s: %s", vm.name, kind.name, err)
                 continue
-            key = (int(sel), int(kind))
-            attached.outstanding[key] = attached.outstanding.get(key, 0) + 1
-            fetch.pending.add(kind)
+            self._fetches.requested(fetch, kind)
         if not fetch.pending:
             # Nothing we can bring over (files, unknown types): the host must not go on
             # offering older data as if it were the guest's.
             log.info("%s: the guest %s offers no text or image", vm.name, _describe(sel))
             self._complete(fetch)
 
-    def _answer_for(self, attached: _Attached, sel: Selection | int,
-                    kind: ClipboardType | int) -> _Fetch | None:
-        """The fetch an answer completes, or None for a stale or foreign answer."""
-        key = (int(sel), int(kind))
-        left = attached.outstanding.get(key, 0) - 1
-        if left > 0:
-            attached.outstanding[key] = left
-            return None  # a newer request of the same kind is on its way
-        attached.outstanding.pop(key, None)
-        fetch = self._fetches.get(sel) if isinstance(sel, Selection) else None
-        if fetch is None or fetch.vm != attached.vm.name or kind not in fetch.pending:
-            return None
-        fetch.pending.discard(ClipboardType(kind))
-        return fetch
-
     def _on_guest_data(self, attached: _Attached, event: ClipboardReceived) -> None:
-        fetch = self._answer_for(attached, event.selection, event.type)
+        fetch = self._fetches.answer(attached.vm.name, event.selection, event.type)
         if fetch is None:
             return
         policy, name, data = attached.policy, attached.vm.name, event.data
         if not policy.allows_to_host(fetch.selection):
-            del self._fetches[fetch.selection]  # switched off while the data was on its way
+            self._fetches.finish(fetch)  # switched off while the data was on its way
             return
         if len(data) > policy.max_to_host:
             fetch.notices.append(f"{name}: the guest {_describe(fetch.selection)} "
@@ -494,7 +389,7 @@ class ClipboardBridge(QObject):
         elif event.type == _TEXT:
             fetch.text = data.rstrip(b"\0").decode("utf-8", "replace")
         else:
-            image, problem = self._decode_image(data, ClipboardType(event.type))
+            image, problem = decode_image(data, ClipboardType(event.type), self._image_limits)
             if image is None:
                 fetch.notices.append(f"{name}: the guest's image was not copied to the host: "
                                       f"{problem}.")
@@ -506,7 +401,7 @@ class ClipboardBridge(QObject):
             self._complete(fetch)
 
     def _on_guest_failure(self, attached: _Attached, event: ClipboardRequestFailed) -> None:
-        fetch = self._answer_for(attached, event.selection, event.type)
+        fetch = self._fetches.answer(attached.vm.name, event.selection, event.type)
         if fetch is None:
             return
         if event.reason is FailureReason.EMPTY:
@@ -522,10 +417,9 @@ class ClipboardBridge(QObject):
         if not fetch.pending:
             self._complete(fetch)
 
-    def _complete(self, fetch: _Fetch) -> None:
+    def _complete(self, fetch: Fetch) -> None:
         """Put a finished fetch on the host clipboard (or clear it if nothing usable came)."""
-        if self._fetches.get(fetch.selection) is fetch:
-            del self._fetches[fetch.selection]
+        self._fetches.finish(fetch)
         for text in fetch.notices:
             self._notice(text)
         mode = _MODES[fetch.selection]
@@ -546,37 +440,12 @@ class ClipboardBridge(QObject):
         sel = event.selection
         if not isinstance(sel, Selection) or sel not in _MODES:
             return
-        fetch = self._fetches.get(sel)
-        if fetch is not None and fetch.vm == attached.vm.name:
-            del self._fetches[sel]
+        self._fetches.drop(sel, attached.vm.name)
         if not self._supported(sel):
             return
         mime = self._clipboard.mimeData(_MODES[sel])
         if isinstance(mime, _GuestMimeData) and mime.vm == attached.vm.name:
             self._clear_host(_MODES[sel])
-
-    def _decode_image(self, data: bytes | bytearray,
-                      kind: ClipboardType) -> tuple[QImage | None, str]:
-        """Decode a guest image within :class:`ImageLimits`; (None, why) if not."""
-        limits = self._image_limits
-        array = QByteArray(data)
-        buffer = QBuffer(array)
-        buffer.open(QIODevice.OpenModeFlag.ReadOnly)
-        reader = QImageReader(buffer, _IMAGE_TYPES[kind][0])
-        reader.setAllocationLimit(limits.allocation_mib)
-        size = reader.size()
-        if not size.isValid():
-            return None, f"it is not a readable {kind.name[6:]} image"
-        width, height = size.width(), size.height()
-        if (width > limits.max_width or height > limits.max_height
-                or width * height > limits.max_pixels):
-            return None, (f"{width}×{height} pixels is over the limit of "
-                          f"{limits.max_width}×{limits.max_height}, "
-                          f"{limits.max_pixels / 1e6:g} megapixels")
-        image = reader.read()
-        if image.isNull():
-            return None, f"it could not be decoded ({reader.errorString()})"
-        return image, ""
 
     # ---------------------------------------------------------------- helpers
 
@@ -610,7 +479,7 @@ class ClipboardBridge(QObject):
 
     def fetching(self) -> Iterable[tuple[Selection, str]]:
         """(selection, VM) of the guest data on its way to the host."""
-        return [(sel, fetch.vm) for sel, fetch in self._fetches.items()]
+        return self._fetches.items()
 
 
 def _selection_of(mode: QClipboard.Mode) -> Selection | None:
@@ -618,20 +487,6 @@ def _selection_of(mode: QClipboard.Mode) -> Selection | None:
         if sel_mode == mode:
             return sel
     return None
-
-
-def _encode_image(image: QImage, fmt: bytes) -> bytes | None:
-    array = QByteArray()
-    buffer = QBuffer(array)
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    if fmt == b"jpeg" and image.hasAlphaChannel():
-        image = image.convertToFormat(QImage.Format.Format_RGB32)
-    writer = QImageWriter(buffer, fmt)
-    if not writer.write(image):
-        log.info("cannot encode the host image as %s: %s", fmt.decode(), writer.errorString())
-        return None
-    buffer.close()
-    return bytes(array.data())
 
 
 def _describe(selection: Selection | int) -> str:
