@@ -54,8 +54,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 
-# Static checks first: lint and strict typing of the package (fast, and they fail loudly).
+# Static checks first: lint, strict typing and the layering contracts of the package (fast,
+# and they fail loudly).
 .venv/bin/ruff check app tests benchmarks packaging setup.py
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 
 exec .venv/bin/python -m pytest "$@"
