@@ -2,9 +2,9 @@
 real-agent fixtures (tests/system, through the relay; tests/qemu, on a QEMU agent socket).
 
 Why raw bytes and not the engine: those tests check the fixtures and the real agent's
-observed behaviour (protocol.md §12) independently of the code under test, so a bug in the
-engine cannot hide a bug in a fixture or the other way round. The constants are written out
-from spice-protocol's vd_agent.h on purpose, for the same reason.
+observed behaviour (docs/guest-agent.md, docs/qemu.md §3–§4) independently of the code under
+test, so a bug in the engine cannot hide a bug in a fixture or the other way round. The
+constants are written out from spice-protocol's vd_agent.h on purpose, for the same reason.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ CAP_CLIPBOARD_SELECTION = 6
 CAP_CLIPBOARD_NO_RELEASE_ON_REGRAB = 16
 CAP_CLIPBOARD_GRAB_SERIAL = 17
 
-GUEST_CAPS = 0x00038DE7  # spice-vdagentd 0.22.1, protocol.md §3 / §12
+GUEST_CAPS = 0x00038DE7  # spice-vdagentd 0.22.1, docs/protocol.md §4.4 / docs/guest-agent.md §3
 #: What these hosts announce unless told otherwise.
 HOST_CAPS = sum(1 << cap for cap in (
     CAP_MOUSE_STATE, CAP_MONITORS_CONFIG, CAP_REPLY, CAP_CLIPBOARD_BY_DEMAND,

@@ -45,7 +45,7 @@ def display_problem(environ: Mapping[str, str]) -> str | None:
 def prefer_xwayland(environ: MutableMapping[str, str]) -> bool:
     """On a Wayland session with XWayland, use Qt's X11 backend (unless the user chose a
     platform): an X11 client may follow the clipboard without keyboard focus, a Wayland
-    client may not (peers.md §4.2). Returns True when it chose xcb."""
+    client may not (docs/peers.md §2.1, §2.3). Returns True when it chose xcb."""
     if environ.get("QT_QPA_PLATFORM") or not environ.get("WAYLAND_DISPLAY"):
         return False
     if not environ.get("DISPLAY"):

@@ -81,7 +81,7 @@ HOST_TO_GUEST = frozenset({
     MessageType.FILE_XFER_STATUS, MessageType.FILE_XFER_DATA, MessageType.CLIENT_DISCONNECTED,
     MessageType.MAX_CLIPBOARD, MessageType.AUDIO_VOLUME_SYNC, MessageType.GRAPHICS_DEVICE_INFO,
 })
-#: vdagentd's vdagent_message_check_size (protocol.md §7.3): exact and minimum payload sizes
+#: vdagentd's vdagent_message_check_size (docs/guest-agent.md §4.2): exact and minimum payload sizes
 #: before the clipboard prefix / serial.
 EXACT = {
     MessageType.MOUSE_STATE: 13, MessageType.REPLY: 8, MessageType.DISPLAY_CONFIG: 8,

@@ -1,7 +1,7 @@
 """Smoke tests of the QEMU fixture: real guests, real agent, real live migration, raw bytes.
 
 Why raw ``struct`` and not the engine: these tests prove the fixture and the guest behaviour
-the bridge is designed around (protocol.md §12) independently of the code under test.
+the bridge is designed around (docs/qemu.md §4) independently of the code under test.
 
 Both tests: boot a source VM (and an incoming destination), speak the vdagent protocol on the
 source's agent socket, copy in the guest, then migrate.  They differ in when the host reaches
@@ -139,7 +139,7 @@ def test_late_connected_host_must_reannounce(vm_factory: Callable[..., Vm]) -> N
         dst_host.send_caps(request=1)
         request, caps = dst_host.expect_caps()
         assert (request, caps) == (0, GUEST_CAPS)
-        # The guest-owned clipboard was dropped at the disconnect (protocol.md §12).
+        # The guest-owned clipboard was dropped at the disconnect (docs/qemu.md §4.3).
         assert (CLIPBOARD_RELEASE, sel(SEL_CLIPBOARD)) in dst_host.seen
         assert dst_host.request(SEL_CLIPBOARD, TYPE_UTF8_TEXT) == (TYPE_NONE, b"")
 

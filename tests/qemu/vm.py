@@ -1,6 +1,6 @@
 """Run real QEMU guests with the real SPICE agent inside, and live-migrate them.
 
-Shape of one :class:`Vm` (see /work/shared/real-agent.md §B)::
+Shape of one :class:`Vm` (see docs/test-rigs.md §2)::
 
     app under test --agent.sock--> QEMU virtserialport com.redhat.spice.0 --> spice-vdagentd
                    --qmp.sock----> QEMU monitor (the app's own)

@@ -15,7 +15,7 @@ starts and stops only those (reverse order, SIGTERM then SIGKILL).
 Plain stdlib on purpose: no engine imports (the fixture must not share bugs
 with the code under test) and no Qt.
 
-See /work/shared/real-agent.md section A for the traps this works around
+See docs/test-rigs.md §1 for the traps this works around
 (raw pty held open by the relay, FIFO for the fake uinput, readiness only
 once the session agent reported its resolution, xclip staying alive to serve
 the selection).

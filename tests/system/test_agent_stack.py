@@ -1,7 +1,7 @@
 """Smoke tests of the AgentStack fixture, speaking raw vdagent bytes.
 
 Why raw ``struct`` and not the engine: these tests check the fixture and the
-real agent's observed behaviour (protocol.md §12) independently of the code
+real agent's observed behaviour (docs/guest-agent.md) independently of the code
 under test, so a bug in the engine cannot hide a bug in the fixture or vice
 versa.
 """
@@ -137,7 +137,7 @@ def test_mouse_state_reaches_uinput(agent_stack: AgentStack) -> None:
         host.handshake()
         host.send(MOUSE_STATE, mouse(321, 123, LBUTTON))
         events = agent_stack.wait_uinput(has_mouse(321, 123), timeout=IO_TIMEOUT)
-        # Order per protocol.md §7.8: ABS_X, ABS_Y, buttons, SYN_REPORT.
+        # Order per docs/guest-agent.md §10: ABS_X, ABS_Y, buttons, SYN_REPORT.
         assert events[:4] == [
             InputEvent(EV_ABS, ABS_X, 321),
             InputEvent(EV_ABS, ABS_Y, 123),
@@ -236,7 +236,7 @@ def test_two_stacks_run_side_by_side(
 
 
 def test_large_guest_clipboard_arrives_as_one_chunk(agent_stack: AgentStack) -> None:
-    """The daemon sends a whole clipboard as ONE chunk (protocol.md §1.4); the
+    """The daemon sends a whole clipboard as ONE chunk (docs/protocol.md §2.4); the
     relay must pass it whole and fast."""
     text = (b"0123456789abcdef" * 65536 * 4)[: 4 << 20]
     with RawHost(agent_stack.socket_path) as host:

@@ -4,7 +4,8 @@ Every test drives :class:`HostSession` through :class:`HostDriver` over the rela
 ``spice-vdagentd`` + ``spice-vdagent`` on Xvfb (tests/system/agent_stack.py), and checks the
 outcome on the guest side with the guest's own tools: ``xclip`` for the X selections, the fake
 uinput records for the pointer, ``xdpyinfo`` for the screen, the transfer directory for
-files, and the daemon's debug log for what the daemon decided (protocol.md §5, §7, §12).
+files, and the daemon's debug log for what the daemon decided (docs/protocol.md §6,
+docs/guest-agent.md §3–§12).
 
 Each test reads as one behaviour of the protocol; the helpers below name the guest and host
 actions ("the guest copies", "the host fetches"...).
@@ -69,7 +70,7 @@ PNG = ClipboardType.IMAGE_PNG
 CB = Selection.CLIPBOARD
 PRIMARY = Selection.PRIMARY
 
-#: What spice-vdagentd 0.22.1 announces (protocol.md §12).
+#: What spice-vdagentd 0.22.1 announces (docs/guest-agent.md §3).
 GUEST_CAPS_WORD = 0x00038DE7
 
 #: The X selection name of each vdagent selection.

@@ -153,7 +153,8 @@ class ScriptedPeer:
 class QemuLikeGuestServer(GuestServer):
     """The demo guest as a QEMU socket chardev exposes it: when the host's connection goes,
     the guest's port closes, and vdagentd resets its parser and tells the session agent
-    (protocol.md §12). (The pty relay of tests/system cannot show the guest a disconnect.)"""
+    (docs/qemu.md §3, docs/guest-agent.md §8). (The pty relay of tests/system cannot show the
+    guest a disconnect.)"""
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -1,6 +1,6 @@
 """The host session, specified against the simulated spice-vdagentd 0.22.1.
 
-The simulated guest follows the real agent's observed rules (protocol.md §12); the same
+The simulated guest follows the real agent's observed rules (docs/guest-agent.md); the same
 behaviours are checked against the real agent in tests/system/.
 """
 

@@ -38,7 +38,7 @@ from ..runtime.pointer import MIN_INTERVAL
 
 log = logging.getLogger(__name__)
 
-#: The guest size assumed when nothing better is known (QEMU's own fallback, §6.7).
+#: The guest size assumed when nothing better is known (QEMU's own fallback, docs/qemu.md §6).
 DEFAULT_GUEST_SIZE = (1024, 768)
 #: The largest monitor side :meth:`PointerBridge.resize_guest` asks for.
 MAX_SIDE = 16384

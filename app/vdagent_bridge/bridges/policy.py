@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..protocol import Selection
 
 #: Default size limit of each direction. 16 MiB cross the real agent in ~0.3 s (see the
-#: module docstring); spice-gtk allows 100 MiB, Qubes 64 KiB (peers.md §3.7).
+#: module docstring); spice-gtk allows 100 MiB, Qubes 64 KiB (docs/peers.md §5).
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 
@@ -22,7 +22,7 @@ class ClipboardPolicy:
     to_guest: bool = True
     to_host: bool = True
     #: PRIMARY (the X11 selection) crosses too, in the directions that are on. Off by default:
-    #: it changes with every text selection (peers.md §3.5).
+    #: it changes with every text selection (docs/peers.md §4).
     primary: bool = False
     max_to_guest: int = DEFAULT_MAX_BYTES
     max_to_host: int = DEFAULT_MAX_BYTES

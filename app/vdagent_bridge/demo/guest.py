@@ -1,6 +1,6 @@
 """A simulated guest agent: spice-vdagentd 0.22.1 with a GTK session agent, sans-IO.
 
-It behaves as protocol.md §7 and §12 describe the real one, including its quirks, so the demo
+It behaves as docs/guest-agent.md §3–§12 describe the real one, including its quirks, so the demo
 mode and the fast unit tests meet the same behaviour the real agent shows:
 
 - it frames clipboard messages (selection prefix, grab serial) by the caps the *host*

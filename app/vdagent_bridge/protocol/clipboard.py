@@ -2,7 +2,7 @@
 
 Pure data and rules, no IO and no clock (deadlines are numbers the caller's clock produced).
 
-Grab serials (CLIPBOARD_GRAB_SERIAL, protocol.md §5.3 and §12)
+Grab serials (CLIPBOARD_GRAB_SERIAL, docs/protocol.md §6.2 and docs/guest-agent.md §5)
 ----------------------------------------------------------------
 The Linux daemon keeps one counter per selection. Its own GRAB carries the counter, then the
 counter goes up. A host GRAB is accepted when its serial equals the counter (the counter goes

@@ -70,7 +70,7 @@ _E = TypeVar("_E", bound=enum.IntEnum)
 
 @dataclass(frozen=True, slots=True)
 class WireFormat:
-    """Which optional clipboard fields are on the wire (protocol.md §10.6).
+    """Which optional clipboard fields are on the wire (docs/protocol.md §4.3).
 
     A field is present exactly when both sides announced the capability: the Linux daemon
     frames by the caps the host announced, QEMU by the caps the guest announced, and each

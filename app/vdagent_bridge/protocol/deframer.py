@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 On the wire every message (20-byte header + payload) travels as one or more chunks, each an
 8-byte ``{port, size}`` header followed by ``size`` raw bytes of the message stream. A chunk
-never carries bytes of two messages (protocol.md §1.4).
+never carries bytes of two messages (docs/protocol.md §2.4).
 
 The :class:`Deframer` accepts chunks of any size, because the Linux daemon sends a whole
 message as one chunk, 10 MiB and more. A message header may be split across chunks, and

@@ -1,11 +1,11 @@
 """Host → guest file transfer: the START metadata and the agent's status in words.
 
-The flow (protocol.md §4.4, vdagent file-xfers.c): the host sends START {id, GKeyFile text};
-the agent answers STATUS CAN_SEND_DATA (or an error); the host sends DATA pieces until the
-announced size is reached; the agent answers SUCCESS or ERROR. The agent loads the key file
-with length -1, so the text must end with a NUL byte, and it joins the name to its save
-directory with ``g_build_filename``, so the name must be a plain file name: a slash would
-create directories in the guest.
+The flow (docs/protocol.md §7, docs/guest-agent.md §12, vdagent file-xfers.c): the host
+sends START {id, GKeyFile text}; the agent answers STATUS CAN_SEND_DATA (or an error); the
+host sends DATA pieces until the announced size is reached; the agent answers SUCCESS or
+ERROR. The agent loads the key file with length -1, so the text must end with a NUL byte,
+and it joins the name to its save directory with ``g_build_filename``, so the name must be a
+plain file name: a slash would create directories in the guest.
 """
 
 from __future__ import annotations

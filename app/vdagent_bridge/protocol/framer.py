@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 On the wire every message (20-byte header + payload) travels as one or more chunks, each an
 8-byte ``{port, size}`` header followed by ``size`` raw bytes of the message stream. A chunk
-never carries bytes of two messages (protocol.md §1.4).
+never carries bytes of two messages (docs/protocol.md §2.4).
 
 Outgoing chunks carry at most ``MAX_CHUNK_DATA`` (2048) bytes, the limit vdagentd enforces by
 closing the port, and always port 1, like QEMU. A message is framed in one of two ways:

@@ -4,7 +4,7 @@ has learned.
 Theory of operation
 -------------------
 The wire format of the clipboard messages (selection prefix, grab serial) is the intersection
-of our caps and the guest's (protocol.md §10.6). Before the guest's caps arrive nothing that
+of our caps and the guest's (docs/protocol.md §4.3). Before the guest's caps arrive nothing that
 depends on it is sent: host grabs are recorded and sent once the caps are known. Every guest
 request=1 is answered with request=0. A request=1 that arrives after caps were already
 exchanged means the guest agent restarted: we then re-announce with request=1 (which zeroes the

@@ -5,7 +5,7 @@ every structure on the wire (spice-protocol ``spice/vd_agent.h``, all fields lit
 packed). Field order and sizes are cross-checked against hand-written byte vectors in
 ``tests/unit/protocol/test_wire_vectors.py``.
 
-Optional clipboard fields follow the *negotiated* capabilities (protocol.md §10.6). They are
+Optional clipboard fields follow the *negotiated* capabilities (docs/protocol.md §4.3). They are
 passed to ``parse``/``build`` as context parameters:
 
 - ``selection``: the 4-byte ``{u8 selection, u8 pad[3]}`` prefix is present on the four
@@ -15,7 +15,8 @@ passed to ``parse``/``build`` as context parameters:
 
 Why the two headers are also ``struct.Struct``: they are parsed once per chunk and built once
 per outgoing chunk, and an interpreted construct call costs ~7 µs against ~0.06 µs for
-``struct`` (style-anchors.md §4). ``test_wire_vs_struct`` proves both declarations equal.
+``struct`` (measured on Python 3.11: construct is ~100× struct on a header). ``test_wire_vs_struct``
+proves both declarations equal.
 Bodies are parsed with *interpreted* construct once per complete message, after the deframer
 has checked the size; parsers that read guest bytes are never ``compile()``d, because
 compiled construct silently accepts truncated input.
@@ -77,7 +78,7 @@ SelectionPrefix = Struct(
 )
 
 #: vdagentd's ``release_clipboards()`` sends RELEASE with a 1-byte payload (the selection
-#: only) whatever the caps (protocol.md §7.4), so RELEASE alone accepts a short prefix.
+#: only) whatever the caps (docs/guest-agent.md §9), so RELEASE alone accepts a short prefix.
 ReleasePrefix = Struct(
     "selection" / Int8ul,
     Optional(Padding(3)),

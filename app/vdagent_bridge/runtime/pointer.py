@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The host pointer (the pointer surface, through the pointer bridge) reports positions in
 guest pixels and button changes; :class:`PointerSender` turns them into MOUSE_STATE messages
-(absolute pixels of display ``display_id`` plus the whole button mask, docs/protocol.md) and
+(absolute pixels of display ``display_id`` plus the whole button mask, docs/protocol.md
+§5.1) and
 has them written. It is the VM's only pointer path, so there is one coalescing policy:
 
 - a move only records the position (latest wins) and schedules one send on the event loop:

@@ -1,13 +1,13 @@
 """Which desktop the app runs on, and what that lets it do, in plain words.
 
 The one hard limit is Wayland's clipboard rule: only the client with keyboard focus may read
-or set the selection (peers.md §4.2). A tray app never has focus, so on a native Wayland
+or set the selection (docs/peers.md §2.1). A tray app never has focus, so on a native Wayland
 connection Qt's clipboard goes quiet in the background, and a VM's copy reaches the host only
 while one of our windows is focused. Through XWayland (Qt's xcb backend, which
 :func:`vdagent_bridge.startup.prefer_xwayland` picks when both displays exist) the app is
 an X11 client again and may follow the X11 selections unfocused; the compositor bridges them
 to Wayland apps as far as it shares the clipboard with XWayland. The user should read this in
-the tray, not discover it as "a dead clipboard after a while" (peers.md §3).
+the tray, not discover it as "a dead clipboard after a while" (docs/peers.md §3).
 
 The decision is a pure function of the environment and three facts Qt knows, so it is tested
 without a display.

@@ -1,6 +1,7 @@
 """The codec: payload <-> message, and what it does with bad input and bad values.
 
-Specification (codec module docstring, protocol.md §7.3, style.md §6 rules 5–6):
+Specification (codec module docstring, docs/guest-agent.md §4.2; sizes are checked before
+anything is allocated, and every error is one of the engine's):
 
 - a payload that does not match its type's layout raises RemoteProtocolError naming the type,
   never a construct or struct error;
@@ -113,7 +114,7 @@ def test_an_object_posing_as_a_message_is_not_encoded() -> None:
         codec.encode(Impostor(), FULL)  # type: ignore[arg-type]
 
 
-# ----- exact and minimum sizes (protocol.md §7.3) --------------------------------------------
+# ----- exact and minimum sizes (docs/guest-agent.md §4.2) -----------------------------------
 
 #: (type, format, the only accepted size)
 EXACT_SIZES = [
@@ -225,7 +226,7 @@ def test_monitors_config_physical_size_flag_needs_the_mm_tail() -> None:
 
 
 def test_monitors_config_without_the_flag_rejects_an_mm_tail() -> None:
-    # vdagentd 0.22.1 requires exactly 8 + n*20 (protocol.md §4.2): the tail is flag-driven.
+    # vdagentd 0.22.1 requires exactly 8 + n*20 (docs/guest-agent.md §11): the tail is flag-driven.
     assert_malformed(MessageType.MONITORS_CONFIG, u32(1) + u32(0) + bytes(20 + 4))
 
 

@@ -1,7 +1,7 @@
 """Chunk framing: what goes out, and how the guest's byte stream comes back as messages.
 
-Specification (the framer, deframer and payload module docstrings, protocol.md §1.2–1.4, §10,
-§12):
+Specification (the framer, deframer and payload module docstrings, docs/protocol.md
+§2.2–§2.4, docs/guest-agent.md §3–§4):
 
 Outgoing, every chunk carries at most 2048 bytes (vdagentd closes the port on a bigger one)
 and the bytes of one message only. Incoming, chunks of any size are accepted (vdagentd sends a
@@ -276,7 +276,7 @@ def test_keeps_one_reassembly_per_port() -> None:
 
 
 def test_port_0_is_accepted_when_configured() -> None:
-    # vdagentd tolerates port 0 (protocol.md §1.2); the deframer does when asked to.
+    # vdagentd tolerates port 0 (docs/protocol.md §2.2); the deframer does when asked to.
     stream = framed(MessageType.REPLY, bytes(8), port=0)
     assert deframe_every_way(stream, ports=(0, 1)) == [
         ("message", 0, MessageType.REPLY, bytes(8))
@@ -364,7 +364,7 @@ def test_message_with_another_protocol_is_skipped(protocol: int) -> None:
 
 
 def test_chunk_larger_than_its_message_is_a_lost_sync() -> None:
-    # vdagentd: "chunk larger than message, lost sync?" (protocol.md §1.4).
+    # vdagentd: "chunk larger than message, lost sync?" (docs/protocol.md §2.4).
     stream = chunk(message(MessageType.REPLY, bytes(8)) + b"extra bytes") + NEXT
     assert deframe_every_way(stream) == [
         ("message", 1, MessageType.REPLY, bytes(8)),

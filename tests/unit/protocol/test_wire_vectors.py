@@ -1,19 +1,19 @@
-"""Byte-exact wire vectors for every vdagent message, written by hand from protocol.md §1–4.
+"""Byte-exact wire vectors for every vdagent message, written by hand from docs/protocol.md §2–§5.
 
-Every vector below was typed from the layout tables of protocol.md (spice-protocol
+Every vector below was typed from the layout tables of docs/protocol.md §2 and §5 (spice-protocol
 ``vd_agent.h``: little-endian, packed), one field per line with its meaning, and never produced
 by our encoder. Each one is checked both ways: ``decode(vector) == message`` and
 ``encode(message) == vector``, under every wire format it applies to. The optional clipboard
-fields (protocol.md §4.3, §10.6) give three formats:
+fields (docs/protocol.md §5.3, §4.3) give three formats:
 
 - ``FULL``: CLIPBOARD_SELECTION and CLIPBOARD_GRAB_SERIAL negotiated (the Linux agent);
 - ``SELECTION_ONLY``: the 4-byte selection prefix but no grab serial;
 - ``LEGACY``: neither (before caps, or the Windows agent).
 
 The second half frames each vector as a whole message (chunk header + message header + payload,
-protocol.md §1.2–1.3) and checks ``frame_message`` against the hand-built bytes, then feeds them
-to a ``Deframer`` whole, byte by byte, in two pieces at every split point, and followed by more
-data (style.md §6 rule 14).
+docs/protocol.md §2.2–§2.3) and checks ``frame_message`` against the hand-built bytes, then feeds
+them to a ``Deframer`` whole, byte by byte, in two pieces at every split point, and followed by more
+data (every parser test runs its input whole, byte by byte and with trailing data).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class Vector:
 
 
 VECTORS = [
-    # ----- 1 MOUSE_STATE: exactly 13 bytes (protocol.md §4.1) ------------------------------
+    # ----- 1 MOUSE_STATE: exactly 13 bytes (docs/protocol.md §5.1) ------------------------------
     Vector(
         "mouse_state",
         ALL_FORMATS,
@@ -641,7 +641,7 @@ def test_not_enough_space_detail_is_a_u64() -> None:
 
 def frame_by_hand(msg_type: int, payload: bytes, port: int = 1) -> bytes:
     """chunk header (u32 port, u32 size) + message header (u32 protocol = 1, u32 type,
-    u64 opaque = 0, u32 size) + payload, as one chunk (protocol.md §1.2–1.3). Written with
+    u64 opaque = 0, u32 size) + payload, as one chunk (docs/protocol.md §2.2–§2.3). Written with
     ``int.to_bytes`` so it shares nothing with ``wire``."""
     size = len(payload)
     return (

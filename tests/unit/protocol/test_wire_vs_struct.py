@@ -1,7 +1,7 @@
 """The ``struct.Struct`` fast paths in ``wire`` equal their construct declarations.
 
 The chunk and message headers, MOUSE_STATE and the FILE_XFER_DATA head are built and parsed
-with ``struct`` on the hot path (style.md §6 rule 10); construct holds the readable
+with ``struct`` on the hot path (construct is ~100× slower per header); construct holds the readable
 declaration. These tests prove the two agree: same size, and any field values built with one
 parse back to the same values with the other, both ways.
 """
