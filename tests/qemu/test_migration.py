@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -125,6 +127,48 @@ def test_migration_and_migration_back_keep_the_conversation(
             assert h.vm.migrations == 2
 
     run(scenario)
+
+
+def test_ten_migrations_back_and_forth_with_copies_both_ways(
+    vm_factory: Callable[..., Vm], tmp_path: Path,
+) -> None:
+    """Two sites (two directories of sockets, as two hosts); the VM migrates from one to the
+    other and back, ten times, each time to a new QEMU. Before each migration the guest
+    copies (CLIPBOARD); while it migrates the host copies (PRIMARY); after it the guest's copy
+    still pastes on the host, the host's copy pastes in the guest exactly once, and the guest
+    never saw the host go."""
+    homes = [_short_dir("vdsite-a-"), _short_dir("vdsite-b-")]
+    current = vm_factory("m0", directory=homes[0])
+    sites = [site(current), Site(Endpoint("unix", path=str(homes[1] / "agent.sock")),
+                                 Endpoint("unix", path=str(homes[1] / "qmp.sock")))]
+
+    async def scenario() -> None:
+        nonlocal current
+        async with Harness(sites) as h:
+            for n in range(1, 11):
+                destination = vm_factory(f"m{n}", incoming=True, directory=homes[n % 2])
+                guest_copy = f"guest copy before migration {n}".encode()
+                host_copy = f"host copy during migration {n}".encode()
+                await h.guest_copies(current, guest_copy)
+                await migrate_while(h, current, destination,
+                                    lambda: h.vm.grab(PRIMARY, (TEXT,)))
+                assert h.vm.site_index == n % 2
+                assert await h.host_fetches() == guest_copy
+                await h.guest_pastes_host_data(destination, PRIMARY, host_copy)
+                assert_guest_never_lost_the_host(destination)
+                current = destination
+            assert h.vm.migrations == 10
+
+    try:
+        run(scenario)
+    finally:
+        for home in homes:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _short_dir(prefix: str) -> Path:
+    """A directory whose socket paths fit in sockaddr_un."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
 def test_without_qmp_the_reconnect_after_a_migration_is_fresh_and_works(

@@ -339,9 +339,12 @@ class Vm:
         stop_timeout: float = 5.0,
         keep_dir: bool | None = None,
         extra_args: Sequence[str] = (),
+        directory: Path | None = None,
     ) -> None:
         """``keep_dir`` keeps the temp dir (console.log, qemu.log) after :meth:`close`;
-        default from the env var ``VDAGENT_VM_KEEP``."""
+        default from the env var ``VDAGENT_VM_KEEP``. ``directory``: the sockets and logs
+        go there instead (the caller's, kept: a new QEMU at the same site, as when a VM
+        migrates back to a host it ran on); the files of a previous QEMU there are replaced."""
         self.image = image
         self.name = name
         self.incoming = incoming
@@ -353,7 +356,15 @@ class Vm:
         self.keep_dir = keep_dir
         self.extra_args = tuple(extra_args)
 
-        self.dir = _short_tempdir(f"vdvm-{name}-")
+        self._own_dir = directory is None
+        if directory is None:
+            self.dir = _short_tempdir(f"vdvm-{name}-")
+        else:
+            self.dir = Path(directory)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.dir.iterdir():
+                if stale.is_file() or stale.is_socket():
+                    stale.unlink()
         self.agent_socket = str(self.dir / "agent.sock")
         """Socket chardev of the spice port: what the app under test connects to."""
         self.qmp_socket = str(self.dir / "qmp.sock")
@@ -512,8 +523,9 @@ class Vm:
                     pass
             except ProcessLookupError:
                 pass
-        if self.keep_dir:
-            sys.stderr.write(f"Vm {self.name}: keeping {self.dir}\n")
+        if self.keep_dir or not self._own_dir:
+            if self.keep_dir:
+                sys.stderr.write(f"Vm {self.name}: keeping {self.dir}\n")
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 

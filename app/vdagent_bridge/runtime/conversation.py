@@ -25,7 +25,6 @@ UI sees :attr:`Conversation.reader` and :attr:`Conversation.site`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -62,6 +61,7 @@ from .switchover import (
     Unfollow,
     WriteTo,
 )
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -342,9 +342,7 @@ class Conversation:
                 if loop.time() - conn.last_input >= SWITCH_QUIET:
                     break
                 await asyncio.sleep(SWITCH_QUIET / 4)
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
             self._reader_task = None
         await conn.close()
 
@@ -382,11 +380,7 @@ class Conversation:
 
     async def _follow(self, site: int) -> None:
         """(Re)start the follower of ``site`` on its open monitor, or a new one."""
-        old = self._followers.pop(site, None)
-        if old is not None:
-            old.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await old
+        await cancel_and_wait(self._followers.pop(site, None))
         endpoint = self.sites[site].qmp
         if endpoint is None:
             return
@@ -411,11 +405,7 @@ class Conversation:
                 await self._drop_monitor(site, monitor)
 
     async def _unfollow(self, site: int) -> None:
-        task = self._followers.pop(site, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._followers.pop(site, None))
         monitor = self._monitors.pop(site, None)
         if monitor is not None:
             await monitor.close()
@@ -427,15 +417,9 @@ class Conversation:
                 await self._drop_monitor(site, monitor)
 
     async def _close_all(self) -> None:
-        tasks = [self._reader_task, *self._watchers.values(), *self._connecting.values(),
-                 *self._followers.values()]
-        for task in tasks:
-            if task is not None:
-                task.cancel()
-        for task in tasks:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await task
+        for task in [self._reader_task, *self._watchers.values(), *self._connecting.values(),
+                     *self._followers.values()]:
+            await cancel_and_wait(task)
         self._reader_task = None
         self._watchers.clear()
         self._connecting.clear()
@@ -447,8 +431,6 @@ class Conversation:
             await monitor.close()
         self._monitors.clear()
         for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await task
+            await cancel_and_wait(task)
         if self._closes:
             await asyncio.gather(*self._closes, return_exceptions=True)

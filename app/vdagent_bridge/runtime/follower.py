@@ -27,23 +27,50 @@ log = logging.getLogger(__name__)
 SiteFact = MigrationStatus | GuestStopped | GuestResumed
 
 
-def fact_of(site: int, event: VmEvent) -> SiteFact | None:
-    """The switchover fact a QMP event of ``site`` stands for (None: nothing to say)."""
-    if event.kind == "stop":
-        return GuestStopped(site)
-    if event.kind == "resume":
-        return GuestResumed(site)
-    status = event.status
-    if event.kind != "migration" or status is None or status is QmpMigrationStatus.NONE:
-        return None
-    if status.running:
-        return MigrationStatus(site, Progress.RUNNING)
-    progress = {
-        QmpMigrationStatus.COMPLETED: Progress.COMPLETED,
-        QmpMigrationStatus.FAILED: Progress.FAILED,
-        QmpMigrationStatus.CANCELLED: Progress.CANCELLED,
-    }[status]
-    return MigrationStatus(site, progress)
+class QmpFacts:
+    """Turns one site's QMP events into switchover facts.
+
+    QEMU reports its *incoming* migration with the same MIGRATION statuses as an outgoing
+    one (a destination goes setup, active, completed, the last often just after its RESUME),
+    and a follower of a fresh source (the destination the conversation just moved to) would
+    take those for a migration of its own. So statuses only count while the QEMU is running
+    the guest: a migration that starts while it runs is outgoing, and its end is reported;
+    statuses while it waits for an incoming migration, and the end of one not seen
+    starting, are not.
+    """
+
+    def __init__(self, site: int, *, running: bool) -> None:
+        self.site = site
+        #: The QEMU runs the guest (not waiting for an incoming migration, not paused).
+        self.running = running
+        #: An outgoing migration was seen starting and has not ended.
+        self.outgoing = False
+
+    def fact(self, event: VmEvent) -> SiteFact | None:
+        """The fact ``event`` stands for (None: nothing to say)."""
+        if event.kind == "stop":
+            self.running = False
+            return GuestStopped(self.site)
+        if event.kind == "resume":
+            self.running = True
+            return GuestResumed(self.site)
+        status = event.status
+        if event.kind != "migration" or status is None or status is QmpMigrationStatus.NONE:
+            return None
+        if status.running:
+            if not self.outgoing and not self.running:
+                return None  # an incoming migration (or a paused VM's: none we can follow)
+            self.outgoing = True
+            return MigrationStatus(self.site, Progress.RUNNING)
+        if not self.outgoing:
+            return None  # the end of an incoming migration
+        self.outgoing = False
+        progress = {
+            QmpMigrationStatus.COMPLETED: Progress.COMPLETED,
+            QmpMigrationStatus.FAILED: Progress.FAILED,
+            QmpMigrationStatus.CANCELLED: Progress.CANCELLED,
+        }[status]
+        return MigrationStatus(self.site, progress)
 
 
 async def follow_qmp(site: int, monitor: QmpMonitor, observe: Callable[[SiteFact], None],
@@ -52,10 +79,13 @@ async def follow_qmp(site: int, monitor: QmpMonitor, observe: Callable[[SiteFact
     cancelled. Migration events are switched on where QEMU allows it (else the monitor polls
     ``query-migrate``)."""
     try:
+        status = await monitor.execute("query-status")
+        running = isinstance(status, dict) and bool(status.get("running"))
+        facts = QmpFacts(site, running=running)
         await monitor.enable_migration_events()
         async with contextlib.aclosing(monitor.events()) as events:
             async for event in events:
-                fact = fact_of(site, event)
+                fact = facts.fact(event)
                 if fact is not None:
                     observe(fact)
     except QmpError as err:

@@ -24,6 +24,7 @@ from typing import Any
 from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
 
 from ..sites import Endpoint
+from .tasks import TimedOut, within
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,8 @@ class QmpMonitor:
             while True:
                 timeout = LIVENESS_INTERVAL if self.events_enabled else POLL_INTERVAL
                 try:
-                    message = await asyncio.wait_for(listener.get(), timeout)
-                except asyncio.TimeoutError:
+                    message = await within(listener.get(), timeout)
+                except TimedOut:
                     if self._client.runstate != Runstate.RUNNING:
                         return
                     if not self.events_enabled:
