@@ -429,7 +429,7 @@ def _gui(args: argparse.Namespace, groups: list[_Group], config: Config, paths: 
         return 1
 
     # Qt is imported only now: the checks above and --console need no display.
-    from .application import Options, Overrides
+    from .options import Options, Overrides
     from .startup import display_problem, run_app
 
     problem = display_problem(os.environ)

@@ -24,8 +24,9 @@ from qasync import QEventLoop  # after PySide6: qasync uses the Qt binding alrea
 from qasync import run as qasync_run
 
 from . import __version__
-from .application import Application, Options
+from .application import Application
 from .assets import APP_ID
+from .options import Options
 from .ui.icons import app_icon
 
 log = logging.getLogger(__name__)

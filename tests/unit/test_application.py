@@ -24,14 +24,10 @@ from qasync import QEventLoop  # noqa: E402
 
 from vdagent_bridge import application as application_module  # noqa: E402
 from vdagent_bridge import startup as startup_module  # noqa: E402
-from vdagent_bridge.application import (  # noqa: E402
-    DEMO_VM,
-    Application,
-    Options,
-    Overrides,
-)
+from vdagent_bridge.application import DEMO_VM, Application  # noqa: E402
 from vdagent_bridge.cli import main  # noqa: E402
 from vdagent_bridge.demo.guest import Holder  # noqa: E402
+from vdagent_bridge.options import Options, Overrides  # noqa: E402
 from vdagent_bridge.protocol import Selection  # noqa: E402
 from vdagent_bridge.runtime import Endpoint, Runstate, Site  # noqa: E402
 from vdagent_bridge.startup import display_problem, prefer_xwayland  # noqa: E402

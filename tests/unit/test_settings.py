@@ -92,7 +92,7 @@ def test_a_failed_save_keeps_the_change_and_marks_it_unsaved(tmp_path: Path) -> 
 
 
 def test_switches_precedence_config_then_settings_then_command_line() -> None:
-    from vdagent_bridge.application import Overrides, switches_for
+    from vdagent_bridge.options import Overrides, switches_for
 
     policy = Policy(clipboard="to-guest", primary=False, pointer=True)
     assert switches_for(policy, {}, Overrides()) == {

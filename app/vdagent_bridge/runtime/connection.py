@@ -416,7 +416,6 @@ class AgentConnection:
         """Read the next bytes from the socket into the session: how many, 0 at EOF or
         once the connection is closed. A large clipboard is received straight into its own
         buffer (:meth:`HostSession.receive_buffer`), anything else as bytes."""
-        loop = asyncio.get_running_loop()
         while True:
             if self._sock is None:
                 return 0
@@ -438,15 +437,20 @@ class AgentConnection:
                 return count
             except (BlockingIOError, InterruptedError):
                 pass
-            waiter = loop.create_future()
-            self._read_waiter = waiter
-            loop.add_reader(sock.fileno(), _wake, waiter)
-            try:
-                await waiter
-            finally:
-                self._read_waiter = None
-                if self._sock is not None:
-                    loop.remove_reader(sock.fileno())
+            await self._readable(sock)
+
+    async def _readable(self, sock: socket.socket) -> None:
+        """Wait until ``sock`` is readable (or :meth:`close` wakes us)."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._read_waiter = waiter
+        loop.add_reader(sock.fileno(), _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._read_waiter = None
+            if self._sock is not None:
+                loop.remove_reader(sock.fileno())
 
     async def watch_for_close(self) -> str:
         """For a connection nobody reads (a migration's held destination): return, with the
@@ -469,15 +473,7 @@ class AgentConnection:
                 return "the agent port closed"
             if data:
                 await loop.create_future()  # readable for run(): nothing more to watch
-            waiter = loop.create_future()
-            self._read_waiter = waiter
-            loop.add_reader(sock.fileno(), _wake, waiter)
-            try:
-                await waiter
-            finally:
-                self._read_waiter = None
-                if self._sock is not None:
-                    loop.remove_reader(sock.fileno())
+            await self._readable(sock)
             sock = self._sock
         return "closed"
 

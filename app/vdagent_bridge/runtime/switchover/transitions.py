@@ -206,15 +206,17 @@ def _migrating_tick(machine: Switchover, fact: Fact, now: float, out: list[Comma
 
 # PRECONNECTED
 
-def _preconnected_status(machine: Switchover, fact: Fact, now: float,
-                         out: list[Command]) -> None:
+def _destination_status(machine: Switchover, fact: Fact, now: float,
+                        out: list[Command]) -> None:
+    """PRECONNECTED or WRITING_TO_DESTINATION: the source's migration ends."""
     assert isinstance(fact, MigrationStatus)
     if fact.site != machine.site:
         return
     if fact.progress is Progress.COMPLETED:
         machine._switch(out, now)
     elif fact.progress in (Progress.FAILED, Progress.CANCELLED):
-        machine._abort(out, f"the migration {fact.progress.value}")
+        after = " after the source stopped" if machine.phase is Phase.WRITING_TO_DESTINATION else ""
+        machine._abort(out, f"the migration {fact.progress.value}{after}")
 
 
 def _destination_resumed(machine: Switchover, fact: Fact, now: float,
@@ -269,16 +271,6 @@ def _unprepared_status(machine: Switchover, fact: Fact, now: float,
 
 # WRITING_TO_DESTINATION
 
-def _writing_status(machine: Switchover, fact: Fact, now: float, out: list[Command]) -> None:
-    assert isinstance(fact, MigrationStatus)
-    if fact.site != machine.site:
-        return
-    if fact.progress is Progress.COMPLETED:
-        machine._switch(out, now)
-    elif fact.progress in (Progress.FAILED, Progress.CANCELLED):
-        machine._abort(out, f"the migration {fact.progress.value} after the source stopped")
-
-
 def _writing_ended(machine: Switchover, fact: Fact, now: float, out: list[Command]) -> None:
     assert isinstance(fact, LinkEnded)
     attempt = machine._attempt
@@ -317,7 +309,7 @@ TABLE: dict[tuple[Phase, type[Fact]], Handler] = {
     (Phase.PREPARING, Tick): _migrating_tick,
     (Phase.PREPARING, Shutdown): _shutdown,
 
-    (Phase.PRECONNECTED, MigrationStatus): _preconnected_status,
+    (Phase.PRECONNECTED, MigrationStatus): _destination_status,
     (Phase.PRECONNECTED, GuestStopped): _stopped,
     (Phase.PRECONNECTED, GuestResumed): _destination_resumed,
     (Phase.PRECONNECTED, DestinationsFound): _ignore,
@@ -337,7 +329,7 @@ TABLE: dict[tuple[Phase, type[Fact]], Handler] = {
     (Phase.UNPREPARED, Tick): _ignore,
     (Phase.UNPREPARED, Shutdown): _shutdown,
 
-    (Phase.WRITING_TO_DESTINATION, MigrationStatus): _writing_status,
+    (Phase.WRITING_TO_DESTINATION, MigrationStatus): _destination_status,
     (Phase.WRITING_TO_DESTINATION, GuestStopped): _ignore,  # STOP twice
     (Phase.WRITING_TO_DESTINATION, GuestResumed): _destination_resumed,
     (Phase.WRITING_TO_DESTINATION, DestinationsFound): _ignore,
