@@ -17,6 +17,7 @@ from tests import helpers
 from vdagent_bridge.protocol import ClipboardType, Event, HostSession, Selection
 from vdagent_bridge.protocol.messages import ClipboardData
 from vdagent_bridge.runtime import AgentConnection, Endpoint, OutputGate
+from vdagent_bridge.runtime.transport import SocketTransport
 
 MIB = 1024 * 1024
 
@@ -169,8 +170,9 @@ def test_a_tcp_endpoint_carries_a_large_answer(tmp_path: Path) -> None:
         session = HostSession()
         conn = connection(session)
         await conn.connect(endpoint, fresh=False)
-        assert conn._sock is not None
-        assert conn._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        transport = conn._sock
+        assert isinstance(transport, SocketTransport)
+        assert transport._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         big_answer(session, 4 * MIB)
         whole = HostSession.restore(session.snapshot(0.0), 0.0).data_to_send()
         conn.flush()

@@ -43,22 +43,18 @@ memory once, never joined.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
-import fcntl
 import itertools
 import logging
-import socket
-import termios
 from collections import deque
 from collections.abc import Callable
 
 from ..protocol import Event, HostSession, RemoteProtocolError
 from ..sites import Endpoint
 from .gate import OutputGate
-from .sockdiag import unread_by_peer
 from .sockets import open_endpoint
+from .transport import SocketTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +65,6 @@ READ_SIZE = 256 * 1024
 DIRECT_READ_SIZE = 1024 * 1024
 #: How long a close waits for the peer to take the output still queued.
 _CLOSE_TIMEOUT = 1.0
-#: The socket's send buffer (SO_SNDBUF; Linux doubles it). The default (~200 KiB) costs a
-#: wake-up per 200 KiB of a large transfer; much more would put output out of our reach (a
-#: migration can no longer hold back what the source's socket already holds).
-SEND_BUFFER = 1024 * 1024
 #: Bytes handed to one ``sendmsg`` at most, and buffers (Linux IOV_MAX).
 _SEND_SIZE = 1024 * 1024
 _SEND_BUFFERS = 1024
@@ -87,7 +79,8 @@ TURN_BUDGET = 0.005
 
 
 class AgentConnection:
-    """Drives ``session`` over one socket. ``on_event`` gets every engine event.
+    """Drives ``session`` over one transport (runtime/transport.py: a socket, a libvirt
+    stream). ``on_event`` gets every engine event.
 
     ``gate`` is the high-water mark the read loop respects (by default one of its own over
     :meth:`backlog`); the VM runtime passes one gate to all the connections of a VM, since
@@ -110,7 +103,7 @@ class AgentConnection:
         self._on_event = on_event
         self._on_protocol_error = on_protocol_error
         self.gate = gate or OutputGate(self.backlog)
-        self._sock: socket.socket | None = None
+        self._sock: Transport | None = None
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         #: Raw bytes written before the session's output (see :meth:`write`).
@@ -151,12 +144,13 @@ class AgentConnection:
         """Open the socket. ``fresh`` starts a new conversation (caps with request=1);
         ``fresh=False`` continues the session's conversation as it stands. With ``hold``
         nothing is written until :attr:`hold` is cleared (a pre-connected destination)."""
-        self._sock = await open_endpoint(endpoint)
-        with contextlib.suppress(OSError):
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-        # The peer may leave up to about a send buffer (as the kernel counts it, doubled)
-        # unread; keep twice that.
-        self._retain = 2 * self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.attach(SocketTransport(await open_endpoint(endpoint)), fresh=fresh, hold=hold)
+
+    def attach(self, transport: Transport, *, fresh: bool = True, hold: bool = False) -> None:
+        """Drive the session over an open ``transport`` (see :meth:`connect`)."""
+        self._sock = transport
+        self._retain = transport.retain
+        self._write_error = None
         self._closing = False
         self.hold = hold
         if fresh:
@@ -206,13 +200,8 @@ class AgentConnection:
         return self._front_size + self._send_queue()
 
     def _send_queue(self) -> int:
-        """The socket's send queue (SIOCOUTQ): 0 once the peer has read everything."""
-        if self._sock is None:
-            return 0
-        buf = array.array("i", [0])
-        with contextlib.suppress(OSError):
-            fcntl.ioctl(self._sock.fileno(), termios.TIOCOUTQ, buf)
-        return buf[0]
+        """The transport's send queue: 0 once the peer has read everything."""
+        return 0 if self._sock is None else self._sock.send_queue()
 
     def _buffers(self) -> tuple[list[bytes | memoryview], bool]:
         """What to hand the socket next, and whether it comes from the session."""
@@ -236,8 +225,8 @@ class AgentConnection:
             if not buffers:
                 break
             try:
-                sent = sock.sendmsg(buffers)
-            except (BlockingIOError, InterruptedError):
+                sent = sock.send(buffers)
+            except BlockingIOError:
                 break
             except OSError as err:
                 # The peer is gone: the reader will see it too. What we could not write
@@ -259,7 +248,7 @@ class AgentConnection:
                 self._consume_front(sent)
         if self._front or (not self.hold and self.session.bytes_to_send):
             if self._write_error is None and not self._writing:
-                asyncio.get_running_loop().add_writer(sock.fileno(), self._pump)
+                sock.on_writable(self._pump)
                 self._writing = True
         else:
             self._stop_writing()
@@ -271,7 +260,7 @@ class AgentConnection:
 
     def _stop_writing(self) -> None:
         if self._writing and self._sock is not None:
-            asyncio.get_running_loop().remove_writer(self._sock.fileno())
+            self._sock.on_writable(None)
         self._writing = False
 
     def _consume_front(self, count: int) -> None:
@@ -347,7 +336,7 @@ class AgentConnection:
         """Exactly how many written bytes the peer has not read (a UNIX socket's peer, from
         the kernel's sock_diag), or None where that cannot be known."""
         sock = self._sock
-        return None if sock is None else unread_by_peer(sock)
+        return None if sock is None else sock.unread_by_peer()
 
     def _record(self, buffers: list[bytes | memoryview], count: int) -> None:
         assert self.record is not None
@@ -412,7 +401,7 @@ class AgentConnection:
                 await asyncio.sleep(0)
                 turn[0] = loop.time()
 
-    async def _receive(self, sock: socket.socket) -> int:
+    async def _receive(self, sock: Transport) -> int:
         """Read the next bytes from the socket into the session: how many, 0 at EOF or
         once the connection is closed. A large clipboard is received straight into its own
         buffer (:meth:`HostSession.receive_buffer`), anything else as bytes."""
@@ -435,22 +424,22 @@ class AgentConnection:
                     self.last_input = self.now()
                     self.session.received_into(count, self.last_input)
                 return count
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
                 pass
             await self._readable(sock)
 
-    async def _readable(self, sock: socket.socket) -> None:
+    async def _readable(self, sock: Transport) -> None:
         """Wait until ``sock`` is readable (or :meth:`close` wakes us)."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._read_waiter = waiter
-        loop.add_reader(sock.fileno(), _wake, waiter)
+        sock.on_readable(lambda: _wake(waiter))
         try:
             await waiter
         finally:
             self._read_waiter = None
             if self._sock is not None:
-                loop.remove_reader(sock.fileno())
+                sock.on_readable(None)
 
     async def watch_for_close(self) -> str:
         """For a connection nobody reads (a migration's held destination): return, with the
@@ -464,9 +453,7 @@ class AgentConnection:
             if self._write_error is not None:
                 return self._write_error.strerror or str(self._write_error)
             try:
-                data = sock.recv(1, socket.MSG_PEEK)
-            except (BlockingIOError, InterruptedError):
-                data = None
+                data = sock.peek()
             except OSError as err:
                 return err.strerror or str(err)
             if data == b"":
@@ -480,7 +467,7 @@ class AgentConnection:
     def _wake_reader(self) -> None:
         waiter = self._read_waiter
         if waiter is not None and self._sock is not None:
-            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.on_readable(None)
             _wake(waiter)
 
     async def run(self) -> None:
