@@ -56,6 +56,7 @@ from .runtime import (
     backoff,
 )
 from .runtime.filequeue import FileQueue
+from .sites import LibvirtSite, describe
 from .state import StateStore
 from .state.config import VmConfig
 from .state.settings import Autostart, Settings
@@ -327,7 +328,7 @@ class Application(Controller):
         runtime = vm.runtime
         notice = runstate_notice(
             state, previous, migrated=runtime.migrations > vm.migrations_seen,
-            where=self._where(vm), agent=runtime.site.agent, failure=runtime.failure,
+            where=self._where(vm), site=runtime.site, failure=runtime.failure,
             reconnecting=vm.reconnecting,
         )
         if state is Runstate.CONNECTED:
@@ -390,15 +391,17 @@ class Application(Controller):
 
     def _detail(self, vm: _Vm) -> str:
         runtime = vm.runtime
-        return vm_detail(runtime.runstate, agent=runtime.site.agent, where=self._where(vm),
+        site = runtime.site
+        return vm_detail(runtime.runstate, site=site, where=self._where(vm),
                          failure=runtime.failure,
-                         follows_migrations=runtime.site.qmp is not None)
+                         follows_migrations=isinstance(site, LibvirtSite)
+                         or site.qmp is not None)
 
     def _where(self, vm: _Vm) -> str:
         """Where a VM is connected, in words."""
         if self.demo is not None and vm.name == DEMO_VM:
             return "the built-in demo guest"
-        return str(vm.runtime.site.agent)
+        return describe(vm.runtime.site)
 
     def desktop_note(self) -> DesktopNote | None:
         return desktop_note(os.environ, QGuiApplication.platformName(),

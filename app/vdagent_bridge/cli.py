@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -50,6 +51,7 @@ from .protocol import (
     Selection,
 )
 from .runtime import Endpoint, EndpointError, Runstate, Site, VmRuntime
+from .sites import LibvirtSite, VmSite
 from .state import AppPaths, StateStore, StoreError
 from .state.config import DIRECTIONS, Config, ConfigError, VmConfig, load_config
 
@@ -57,11 +59,20 @@ log = logging.getLogger("vdagent_bridge")
 
 
 @dataclass(slots=True)
+class _SiteArg:
+    """One site on the command line: ``--endpoint`` (and ``--qmp``), or ``--libvirt``."""
+
+    agent: str | None = None
+    qmp: str | None = None
+    libvirt: str | None = None
+
+
+@dataclass(slots=True)
 class _Group:
-    """One ``--vm`` of the command line and its ``--endpoint``/``--qmp`` pairs."""
+    """One ``--vm`` of the command line and its sites."""
 
     name: str | None
-    sites: list[list[str | None]] = field(default_factory=list)
+    sites: list[_SiteArg] = field(default_factory=list)
 
 
 class _VmAction(argparse.Action):
@@ -84,16 +95,17 @@ class _VmAction(argparse.Action):
                 groups[0].name = value  # --endpoint X --vm NAME: NAME is that VM
             else:
                 groups.append(_Group(value))
-        elif self.dest == "endpoint":
+        elif self.dest in ("endpoint", "libvirt"):
             if not groups:
                 groups.append(_Group(None))
-            groups[-1].sites.append([value, None])
-        elif not groups or not groups[-1].sites:
+            site = _SiteArg(agent=value) if self.dest == "endpoint" else _SiteArg(libvirt=value)
+            groups[-1].sites.append(site)
+        elif not groups or not groups[-1].sites or groups[-1].sites[-1].agent is None:
             parser.error("--qmp must follow the --endpoint of the same QEMU")
-        elif groups[-1].sites[-1][1] is not None:
+        elif groups[-1].sites[-1].qmp is not None:
             parser.error("two --qmp for one --endpoint")
         else:
-            groups[-1].sites[-1][1] = value
+            groups[-1].sites[-1].qmp = value
         namespace.groups = groups
 
 
@@ -127,6 +139,21 @@ def _parser() -> argparse.ArgumentParser:
         action=_VmAction,
         help="QMP monitor of the QEMU whose --endpoint precedes it, to follow its migrations "
         "(give the VM a -qmp of its own for the bridge)",
+    )
+    parser.add_argument(
+        "--libvirt",
+        metavar="URI",
+        action=_VmAction,
+        help="the current VM is the libvirt domain of its name on this connection "
+        "(qemu:///session, qemu:///system, qemu+ssh://host/system); give it again for each "
+        "host it may run on (migrations are followed through libvirt's events)",
+    )
+    parser.add_argument(
+        "--list-vms",
+        action="store_true",
+        help="list the domains of the --libvirt connections (default: qemu:///session, and "
+        "qemu:///system where it can be opened), their state and whether they have a usable "
+        "agent channel, then exit",
     )
     parser.add_argument("--clipboard", choices=DIRECTIONS, metavar="|".join(DIRECTIONS),
                         help="which way the clipboard crosses, for every VM of this run "
@@ -257,7 +284,7 @@ async def _demo() -> int:
 
 async def _monitor(
     name: str,
-    sites: list[Site],
+    sites: list[VmSite],
     store: StateStore,
     session: HostSession | None,
     seconds: float | None,
@@ -293,16 +320,56 @@ class UsageError(Exception):
     """A mistake on the command line or in what it names; the message is one line."""
 
 
-def _sites(pairs: list[list[str | None]]) -> list[Site]:
-    """The --endpoint/--qmp pairs as sites; raises EndpointError with a readable message."""
-    sites = []
-    for agent, qmp in pairs:
-        assert agent is not None
-        sites.append(Site(Endpoint.parse(agent), Endpoint.parse(qmp) if qmp else None))
-    first = sites[0].agent
-    if first.kind == "unix" and not os.path.exists(first.path):
-        raise EndpointError(f"no agent socket at {first.path} (is the VM running?)")
+def _sites(name: str, args: list[_SiteArg]) -> list[VmSite]:
+    """A VM's sites from the command line; raises EndpointError (or a libvirt error) with a
+    readable message."""
+    sites: list[VmSite] = []
+    for arg in args:
+        if arg.libvirt is not None:
+            sites.append(LibvirtSite.parse(arg.libvirt, name))
+        else:
+            assert arg.agent is not None
+            sites.append(Site(Endpoint.parse(arg.agent),
+                              Endpoint.parse(arg.qmp) if arg.qmp else None))
+    if len({type(site) for site in sites}) > 1:
+        raise UsageError(f"--vm {name}: its sites are --endpoint or --libvirt, not both")
+    check_sites(name, sites)
     return sites
+
+
+def check_sites(name: str, sites: Sequence[VmSite]) -> None:
+    """What can be checked before starting: the first agent socket exists; libvirt-python is
+    there, every libvirt host answers, and the domain is on one with a usable channel.
+
+    :raises EndpointError, LibvirtError, LibvirtUnavailable: one line each.
+    """
+    first = sites[0]
+    if isinstance(first, Site):
+        if first.agent.kind == "unix" and not os.path.exists(first.agent.path):
+            raise EndpointError(f"no agent socket at {first.agent.path} (is the VM running?)")
+        return
+    from .runtime.libvirt import discovery
+
+    discovery.check_sites(name, [site for site in sites if isinstance(site, LibvirtSite)])
+
+
+def _list_vms(uris: list[str]) -> int:
+    """``--list-vms``: one line per domain of each host, then exit (2 if a host given with
+    --libvirt cannot be reached)."""
+    from .runtime.libvirt import api, discovery
+
+    status = 0
+    for uri in uris or list(discovery.DEFAULT_URIS):
+        try:
+            domains = discovery.list_domains(uri)
+        except api.LibvirtError as err:
+            if uris or uri == discovery.DEFAULT_URIS[0]:
+                print(f"vdagent-bridge: {err.strerror}", file=sys.stderr)
+                status = 2 if uris else status
+            continue
+        for domain in domains:
+            print(domain.line())
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,10 +381,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.install_desktop_files or args.uninstall_desktop_files:
         return _desktop_files(install=args.install_desktop_files)
+    from .runtime.libvirt.api import LibvirtError, LibvirtUnavailable
+
     try:
         return _run(args)
-    except (UsageError, ConfigError, EndpointError, StoreError, LocalProtocolError) as err:
+    except (UsageError, ConfigError, EndpointError, StoreError, LocalProtocolError,
+            LibvirtUnavailable) as err:
         print(f"vdagent-bridge: {err}", file=sys.stderr)
+        return 2
+    except LibvirtError as err:
+        print(f"vdagent-bridge: {err.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -353,6 +426,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--config {args.config}: no such file")
     config = load_config(args.config or paths.config / "config.toml")
     groups: list[_Group] = getattr(args, "groups", None) or []
+    if args.list_vms:
+        if any(site.agent is not None for group in groups for site in group.sites):
+            raise UsageError("--list-vms lists libvirt domains: give it --libvirt URIs only")
+        return _list_vms([str(site.libvirt) for group in groups for site in group.sites])
     if args.export_state:
         if len(groups) > 1:
             raise UsageError("--export-state exports one VM: give one --vm")
@@ -383,13 +460,15 @@ def _console(args: argparse.Namespace, groups: list[_Group], config: Config,
     if len(groups) > 1:
         raise UsageError("--console follows one VM: give one --vm")
     name = groups[0].name if groups and groups[0].name else "vm"
-    pairs = groups[0].sites if groups else []
     configured = next((vm for vm in config.vms if vm.name == name), None)
-    if not pairs and configured is not None and not args.demo:
-        pairs = [[str(s.agent), str(s.qmp) if s.qmp else None] for s in configured.sites]
-    if not pairs or args.demo:
+    if args.demo or not (groups and groups[0].sites or configured is not None):
         return asyncio.run(_demo())
-    sites = _sites(pairs)
+    if groups and groups[0].sites:
+        sites = _sites(name, groups[0].sites)
+    else:
+        assert configured is not None
+        sites = list(configured.sites)
+        check_sites(name, sites)
     session = _import(store, args.import_state, name) if args.import_state else None
     return asyncio.run(_monitor(name, sites, store, session, args.seconds))
 
@@ -406,7 +485,7 @@ def _gui(args: argparse.Namespace, groups: list[_Group], config: Config, paths: 
         configured = next((vm for vm in config.vms if vm.name == name), None)
         if group.sites:
             policy = configured.policy if configured is not None else config.defaults
-            vms.append(VmConfig(name, tuple(_sites(group.sites)), policy))
+            vms.append(VmConfig(name, tuple(_sites(name, group.sites)), policy))
         elif configured is not None:
             vms.append(configured)
         else:
@@ -466,8 +545,12 @@ def _autostart_command(args: argparse.Namespace, groups: list[_Group]) -> list[s
     for group in groups:
         if group.name is not None:
             command += ["--vm", group.name]
-        for agent, qmp in group.sites:
-            command += ["--endpoint", str(agent)] + (["--qmp", qmp] if qmp else [])
+        for site in group.sites:
+            if site.libvirt is not None:
+                command += ["--libvirt", site.libvirt]
+            else:
+                command += ["--endpoint", str(site.agent)] + (["--qmp", site.qmp]
+                                                              if site.qmp else [])
     if args.demo:
         command.append("--demo")
     if args.clipboard:

@@ -319,8 +319,137 @@ class CommandChannel:
                 self._buf += data
 
 
+# --------------------------------------------------------------------------- guest shell
+class GuestShell:
+    """The test guest's shell, over its command channel (guest_init.sh): logs, the X
+    clipboard with xclip, fake-uinput records. A subclass says how the command channel is
+    reached (:meth:`_run_command`) and names itself (:attr:`name`, :meth:`describe`)."""
+
+    name: str
+
+    def _run_command(self, script: str, stdin: bytes, timeout: float) -> CommandResult:
+        raise NotImplementedError
+
+    def describe(self, lines: int = 60, fetch_guest_logs: bool = True) -> str:
+        return self.name
+
+    def cmd(
+        self,
+        script: str,
+        timeout: float = 10.0,
+        *,
+        stdin: bytes = b"",
+        check: bool = False,
+    ) -> CommandResult:
+        """Run ``script`` with ``sh`` in the guest (``DISPLAY=:0``, cwd /root) and return
+        ``(rc, stdout, stderr)``.  The guest kills it after ``timeout`` s (rc 137); the host
+        gives up 5 s later (TimeoutError).  ``check`` raises :class:`GuestCommandError` on a
+        non-zero status."""
+        result = self._run_command(script, stdin, timeout)
+        if check and result.rc != 0:
+            raise GuestCommandError(script, result)
+        return result
+
+    def wait_log(
+        self, pattern: str, timeout: float = 10.0, which: str = "daemon", count: int = 1
+    ) -> None:
+        """Wait (polling inside the guest: one round trip) until the log has ``count`` lines
+        matching the fixed string ``pattern``."""
+        path = _LOG_FILES[which]
+        quoted = "'" + pattern.replace("'", "'\\''") + "'"
+        polls = max(1, int(timeout / 0.05))
+        script = (
+            f'n=0; until [ "$(grep -cF -- {quoted} {path} 2>/dev/null)" -ge {count} ] '
+            f"2>/dev/null; do n=$((n+1)); [ $n -ge {polls} ] && exit 3; sleep 0.05; done"
+        )
+        result = self.cmd(script, timeout=timeout + 2.0)
+        if result.rc != 0:
+            raise VmError(
+                f"{self.name}: {which} log has not {count}x {pattern!r} after {timeout} s\n"
+                + self.describe()
+            )
+
+    def guest_log(self, which: str = "daemon", timeout: float = 10.0) -> str:
+        """Whole text of a guest log: ``daemon`` (spice-vdagentd), ``agent`` or ``xvfb``."""
+        result = self.cmd(f"cat {_LOG_FILES[which]}", timeout=timeout)
+        return result.stdout.decode(errors="replace")
+
+    def daemon_log(self, timeout: float = 10.0) -> str:
+        """spice-vdagentd's log (``-d -d``, G_MESSAGES_DEBUG=all) since boot."""
+        return self.guest_log("daemon", timeout)
+
+    def agent_log(self, timeout: float = 10.0) -> str:
+        """The session agent's (spice-vdagent) log since boot."""
+        return self.guest_log("agent", timeout)
+
+    def uinput_events(self, timeout: float = 10.0) -> list[InputEvent]:
+        """Every fake-uinput record the daemon wrote since boot (mouse input from the host)."""
+        data = self.cmd("cat /tmp/uinput.bin", timeout=timeout, check=True).stdout
+        usable = len(data) - len(data) % INPUT_EVENT.size
+        return [InputEvent(t, c, v) for _s, _u, t, c, v in INPUT_EVENT.iter_unpack(data[:usable])]
+
+    @staticmethod
+    def _xclip_args(selection: str, target: str) -> str:
+        if selection not in _SELECTIONS:
+            raise ValueError(f"selection must be one of {_SELECTIONS}, not {selection!r}")
+        if not _TARGET_RE.match(target):
+            raise ValueError(f"unsafe target {target!r}")
+        return f"-selection {selection} -t {target}"
+
+    def guest_copy(
+        self,
+        data: bytes,
+        selection: str = "clipboard",
+        target: str = "UTF8_STRING",
+        timeout: float = 10.0,
+    ) -> None:
+        """Copy ``data`` in the guest (``xclip -i``): xclip takes the selection, forks and
+        keeps serving it in the background until another owner takes it."""
+        self.cmd(f"xclip {self._xclip_args(selection, target)} -i", timeout, stdin=data, check=True)
+
+    def guest_paste(
+        self, selection: str = "clipboard", target: str = "UTF8_STRING", timeout: float = 10.0
+    ) -> bytes:
+        """Paste in the guest (``xclip -o``) and return the bytes.
+
+        If the host owns the selection this blocks until the host answers the agent's
+        CLIPBOARD_REQUEST: use :meth:`guest_paste_async` and answer meanwhile."""
+        return self.cmd(
+            f"xclip {self._xclip_args(selection, target)} -o", timeout, check=True
+        ).stdout
+
+    def guest_paste_async(
+        self, selection: str = "clipboard", target: str = "UTF8_STRING", timeout: float = 10.0
+    ) -> concurrent.futures.Future[bytes]:
+        """:meth:`guest_paste` in a thread (other guest commands wait for it)."""
+        future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self.guest_paste(selection, target, timeout))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"{self.name}-paste", daemon=True).start()
+        return future
+
+    def guest_paste_sha256(
+        self, selection: str = "clipboard", target: str = "UTF8_STRING", timeout: float = 30.0
+    ) -> tuple[str, int]:
+        """(sha256 hex, size) of a guest paste, hashed in the guest (for large data)."""
+        args = self._xclip_args(selection, target)
+        out = self.cmd(
+            f"set -e; xclip {args} -o > /tmp/paste.bin; sha256sum /tmp/paste.bin; "
+            "stat -c %s /tmp/paste.bin; rm -f /tmp/paste.bin",
+            timeout,
+            check=True,
+        ).stdout.split()
+        return out[0].decode(), int(out[2])
+
+
+
 # --------------------------------------------------------------------------- VM
-class Vm:
+class Vm(GuestShell):
     """One QEMU guest with the real SPICE agent inside (see module docstring).
 
     ``incoming=True`` starts a migration destination (``-incoming unix:…``), which is not
@@ -558,126 +687,14 @@ class Vm:
     def _alive(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
 
-    # ---------------------------------------------------------------- guest commands
-    def cmd(
-        self,
-        script: str,
-        timeout: float = 10.0,
-        *,
-        stdin: bytes = b"",
-        check: bool = False,
-    ) -> CommandResult:
-        """Run ``script`` with ``sh`` in the guest (``DISPLAY=:0``, cwd /root) and return
-        ``(rc, stdout, stderr)``.  The guest kills it after ``timeout`` s (rc 137); the host
-        gives up 5 s later (TimeoutError).  ``check`` raises :class:`GuestCommandError` on a
-        non-zero status."""
+    def _run_command(self, script: str, stdin: bytes, timeout: float) -> CommandResult:
         if self.state not in ("running",):
             raise VmError(f"{self.name}: cmd() in state {self.state}")
         try:
-            result = self._cmd.run(script, stdin, timeout, timeout + 5.0)
+            return self._cmd.run(script, stdin, timeout, timeout + 5.0)
         except (TimeoutError, EOFError) as err:
             self._check_alive(f"during guest command {script[:80]!r}")
             raise type(err)(f"{self.name}: {err}") from None
-        if check and result.rc != 0:
-            raise GuestCommandError(script, result)
-        return result
-
-    def wait_log(
-        self, pattern: str, timeout: float = 10.0, which: str = "daemon", count: int = 1
-    ) -> None:
-        """Wait (polling inside the guest: one round trip) until the log has ``count`` lines
-        matching the fixed string ``pattern``."""
-        path = _LOG_FILES[which]
-        quoted = "'" + pattern.replace("'", "'\\''") + "'"
-        polls = max(1, int(timeout / 0.05))
-        script = (
-            f'n=0; until [ "$(grep -cF -- {quoted} {path} 2>/dev/null)" -ge {count} ] '
-            f"2>/dev/null; do n=$((n+1)); [ $n -ge {polls} ] && exit 3; sleep 0.05; done"
-        )
-        result = self.cmd(script, timeout=timeout + 2.0)
-        if result.rc != 0:
-            raise VmError(
-                f"{self.name}: {which} log has not {count}x {pattern!r} after {timeout} s\n"
-                + self.describe()
-            )
-
-    def guest_log(self, which: str = "daemon", timeout: float = 10.0) -> str:
-        """Whole text of a guest log: ``daemon`` (spice-vdagentd), ``agent`` or ``xvfb``."""
-        result = self.cmd(f"cat {_LOG_FILES[which]}", timeout=timeout)
-        return result.stdout.decode(errors="replace")
-
-    def daemon_log(self, timeout: float = 10.0) -> str:
-        """spice-vdagentd's log (``-d -d``, G_MESSAGES_DEBUG=all) since boot."""
-        return self.guest_log("daemon", timeout)
-
-    def agent_log(self, timeout: float = 10.0) -> str:
-        """The session agent's (spice-vdagent) log since boot."""
-        return self.guest_log("agent", timeout)
-
-    def uinput_events(self, timeout: float = 10.0) -> list[InputEvent]:
-        """Every fake-uinput record the daemon wrote since boot (mouse input from the host)."""
-        data = self.cmd("cat /tmp/uinput.bin", timeout=timeout, check=True).stdout
-        usable = len(data) - len(data) % INPUT_EVENT.size
-        return [InputEvent(t, c, v) for _s, _u, t, c, v in INPUT_EVENT.iter_unpack(data[:usable])]
-
-    @staticmethod
-    def _xclip_args(selection: str, target: str) -> str:
-        if selection not in _SELECTIONS:
-            raise ValueError(f"selection must be one of {_SELECTIONS}, not {selection!r}")
-        if not _TARGET_RE.match(target):
-            raise ValueError(f"unsafe target {target!r}")
-        return f"-selection {selection} -t {target}"
-
-    def guest_copy(
-        self,
-        data: bytes,
-        selection: str = "clipboard",
-        target: str = "UTF8_STRING",
-        timeout: float = 10.0,
-    ) -> None:
-        """Copy ``data`` in the guest (``xclip -i``): xclip takes the selection, forks and
-        keeps serving it in the background until another owner takes it."""
-        self.cmd(f"xclip {self._xclip_args(selection, target)} -i", timeout, stdin=data, check=True)
-
-    def guest_paste(
-        self, selection: str = "clipboard", target: str = "UTF8_STRING", timeout: float = 10.0
-    ) -> bytes:
-        """Paste in the guest (``xclip -o``) and return the bytes.
-
-        If the host owns the selection this blocks until the host answers the agent's
-        CLIPBOARD_REQUEST: use :meth:`guest_paste_async` and answer meanwhile."""
-        return self.cmd(
-            f"xclip {self._xclip_args(selection, target)} -o", timeout, check=True
-        ).stdout
-
-    def guest_paste_async(
-        self, selection: str = "clipboard", target: str = "UTF8_STRING", timeout: float = 10.0
-    ) -> concurrent.futures.Future[bytes]:
-        """:meth:`guest_paste` in a thread (other guest commands wait for it)."""
-        future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(self.guest_paste(selection, target, timeout))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name=f"{self.name}-paste", daemon=True).start()
-        return future
-
-    def guest_paste_sha256(
-        self, selection: str = "clipboard", target: str = "UTF8_STRING", timeout: float = 30.0
-    ) -> tuple[str, int]:
-        """(sha256 hex, size) of a guest paste, hashed in the guest (for large data)."""
-        args = self._xclip_args(selection, target)
-        out = self.cmd(
-            f"set -e; xclip {args} -o > /tmp/paste.bin; sha256sum /tmp/paste.bin; "
-            "stat -c %s /tmp/paste.bin; rm -f /tmp/paste.bin",
-            timeout,
-            check=True,
-        ).stdout.split()
-        return out[0].decode(), int(out[2])
-
 
 # --------------------------------------------------------------------------- migration
 @dataclass

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vdagent_bridge.runtime import Endpoint, FileProgress, FileSendError, Runstate
+from vdagent_bridge.runtime import Endpoint, FileProgress, FileSendError, Runstate, Site
 from vdagent_bridge.runtime.filequeue import FileQueue, progress_text
+from vdagent_bridge.sites import LibvirtSite
 from vdagent_bridge.ui.model import Level
 from vdagent_bridge.ui.wording import level_of, runstate_notice, vm_detail
 
@@ -36,24 +37,28 @@ C, M, W, F, IDLE = (Runstate.CONNECTED, Runstate.MIGRATING, Runstate.WAITING, Ru
 ])
 def test_runstate_notices(previous: Runstate, state: Runstate, migrated: bool,
                           reconnecting: bool, expected: tuple[str, Level] | None) -> None:
-    assert runstate_notice(state, previous, migrated=migrated, where="the demo", agent=AGENT,
+    assert runstate_notice(state, previous, migrated=migrated, where="the demo", site=Site(AGENT),
                            failure="permission denied", reconnecting=reconnecting) == expected
 
 
 def test_the_status_line_says_where_or_why_not(tmp_path: Path) -> None:
     here = Endpoint("unix", path=str(tmp_path / "agent.sock"))
+    site = Site(here)
     kw: dict[str, object] = {"where": str(here), "failure": "cannot connect"}
-    assert vm_detail(C, agent=here, follows_migrations=True, **kw) == \
+    assert vm_detail(C, site=site, follows_migrations=True, **kw) == \
         f"{here} (following migrations)"  # type: ignore[arg-type]
-    assert vm_detail(W, agent=here, follows_migrations=False, **kw) == \
+    assert vm_detail(W, site=site, follows_migrations=False, **kw) == \
         f"no agent socket at {here.path} (is the VM running?)"  # type: ignore[arg-type]
     (tmp_path / "agent.sock").touch()
-    assert vm_detail(W, agent=here, follows_migrations=False, **kw) == \
+    assert vm_detail(W, site=site, follows_migrations=False, **kw) == \
         f"trying {here}"  # type: ignore[arg-type]
-    assert vm_detail(M, agent=here, follows_migrations=True, **kw) == \
+    assert vm_detail(M, site=site, follows_migrations=True, **kw) == \
         f"from {here}"  # type: ignore[arg-type]
-    assert vm_detail(F, agent=here, follows_migrations=True, **kw) == \
+    assert vm_detail(F, site=site, follows_migrations=True, **kw) == \
         "cannot connect"  # type: ignore[arg-type]
+    domain = LibvirtSite("qemu:///system", "win11")
+    assert vm_detail(W, site=domain, follows_migrations=True, **kw) == \
+        "trying win11 on qemu:///system"  # type: ignore[arg-type]
 
 
 def test_levels_of_log_levels() -> None:

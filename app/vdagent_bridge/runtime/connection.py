@@ -327,6 +327,11 @@ class AgentConnection:
             need -= len(parts[-1])
         return b"".join(reversed(parts))
 
+    @property
+    def knows_unread(self) -> bool:
+        """Whether :meth:`unread_output` is measured (0 then means "all read")."""
+        return self._sock is not None and self._sock.knows_send_queue
+
     def keeps(self, count: int) -> bool:
         """Whether the last ``count`` written bytes are still at hand (see
         :meth:`written_tail`)."""

@@ -29,9 +29,10 @@ import logging
 from collections.abc import Callable
 
 from ..protocol import HostSession
-from ..sites import Endpoint, Site
+from ..sites import Endpoint, LibvirtSite, VmSite
 from .connection import AgentConnection
 from .follower import SiteFact, follow_qmp
+from .links import open_link
 from .qmp import QmpError, QmpMonitor
 from .switchover import (
     Announce,
@@ -73,6 +74,13 @@ SWITCH_DRAIN_MAX = 0.5
 #: How long asking a possible destination's QMP monitor whether it waits for a migration
 #: may take.
 QUERY_TIMEOUT = 2.0
+#: How long a libvirt host is looked at for the incoming domain of a migration.
+INCOMING_WAIT = 1.0
+
+
+def _followable(site: VmSite) -> bool:
+    """Whether a site's migrations can be followed: a QMP monitor, or libvirt's events."""
+    return isinstance(site, LibvirtSite) or site.qmp is not None
 
 
 class Conversation:
@@ -86,7 +94,7 @@ class Conversation:
     def __init__(
         self,
         name: str,
-        sites: list[Site],
+        sites: list[VmSite],
         session: HostSession,
         source: AgentConnection,
         site: int,
@@ -95,15 +103,17 @@ class Conversation:
         on_switched: Callable[[Switched], None] | None = None,
         on_change: Callable[[], None] | None = None,
         monitor: QmpMonitor | None = None,
+        hosts: object | None = None,
     ) -> None:
         self.name = name
         #: The runtime's list (it may grow: :meth:`site_added`).
         self.sites = sites
+        self._hosts = hosts
         self.session = session
         self._new_connection = new_connection
         self._on_switched = on_switched
         self._on_change = on_change
-        followed = frozenset(i for i, s in enumerate(self.sites) if s.qmp is not None)
+        followed = frozenset(i for i, s in enumerate(self.sites) if _followable(s))
         self.machine = Switchover(site=site, link=0, sites=len(self.sites), followed=followed)
         self._links: dict[int, AgentConnection] = {0: source}
         self.reader = source
@@ -139,7 +149,7 @@ class Conversation:
 
     def site_added(self) -> None:
         """The runtime's list of sites grew by one (a new migration destination)."""
-        self.machine.add_site(followed=self.sites[-1].qmp is not None)
+        self.machine.add_site(followed=_followable(self.sites[-1]))
 
     def flush(self) -> None:
         """Write what the session queued on the link the machine writes to."""
@@ -189,7 +199,8 @@ class Conversation:
             source = self._links.get(self.machine.link)
             unread = None if source is None else source.unread_by_peer()
             kept = source is not None and unread is not None and source.keeps(unread)
-            if source is not None and unread is None and not source.unread_output():
+            if (source is not None and unread is None and source.knows_unread
+                    and not source.unread_output()):
                 unread = 0  # everything was read (the kernel says so, sock_diag or not)
             fact = GuestStopped(fact.site, unread, kept)
         self._facts.put_nowait(fact)
@@ -307,7 +318,7 @@ class Conversation:
     async def _connect(self, link: int, site: int) -> None:
         conn = self._new_connection()
         try:
-            await conn.connect(self.sites[site].agent, fresh=False, hold=True)
+            await open_link(self.sites[site], conn, self._hosts, fresh=False, hold=True)
         except OSError as err:
             self._facts.put_nowait(LinkFailed(link, err.strerror or str(err)))
             return
@@ -355,6 +366,10 @@ class Conversation:
         for index, site in enumerate(self.sites):
             if index == source:
                 continue
+            if isinstance(site, LibvirtSite):
+                if await self._incoming_domain(site):
+                    waiting.append(index)
+                continue
             if site.qmp is None:
                 unknown.append(index)
                 continue
@@ -373,6 +388,26 @@ class Conversation:
                 await self._drop_monitor(index, monitor)
         self._facts.put_nowait(DestinationsFound(tuple(waiting + unknown)))
 
+    async def _incoming_domain(self, site: LibvirtSite) -> bool:
+        """Whether ``site``'s host has the VM's domain waiting for the incoming migration
+        (libvirt creates it, paused, before the source's first iteration; it is looked for
+        a little while anyway)."""
+        from .libvirt import api
+
+        if not isinstance(self._hosts, api.Hosts):
+            return False
+        loop = asyncio.get_running_loop()
+        end = loop.time() + INCOMING_WAIT
+        while True:
+            try:
+                if api.incoming(self._hosts.domain(site)):
+                    return True
+            except api.LibvirtError:
+                pass
+            if loop.time() >= end:
+                return False
+            await asyncio.sleep(0.05)
+
     async def _drop_monitor(self, index: int, monitor: QmpMonitor) -> None:
         if self._monitors.get(index) is monitor:
             del self._monitors[index]
@@ -381,7 +416,17 @@ class Conversation:
     async def _follow(self, site: int) -> None:
         """(Re)start the follower of ``site`` on its open monitor, or a new one."""
         await cancel_and_wait(self._followers.pop(site, None))
-        endpoint = self.sites[site].qmp
+        where = self.sites[site]
+        if isinstance(where, LibvirtSite):
+            from .libvirt import api
+            from .libvirt.follower import follow_libvirt
+
+            if isinstance(self._hosts, api.Hosts):
+                self._followers[site] = self._spawn(
+                    follow_libvirt(self._hosts, site, where, self.observe, vm=self.name),
+                    f"libvirt-{site}")
+            return
+        endpoint = where.qmp
         if endpoint is None:
             return
         self._followers[site] = self._spawn(self._run_follower(site, endpoint), f"qmp-{site}")

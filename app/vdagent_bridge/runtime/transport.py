@@ -40,6 +40,10 @@ class Transport(Protocol):
         """How many of the last written bytes its peer may not have read yet, at most (what
         the connection keeps for a migration's carry-over)."""
 
+    @property
+    def knows_send_queue(self) -> bool:
+        """Whether :meth:`send_queue` is measured (0 then means "all read")."""
+
     def send(self, buffers: Buffers) -> int:
         """Write what the pipe takes of ``buffers`` now; how many bytes.
 
@@ -98,6 +102,10 @@ class SocketTransport:
     @property
     def retain(self) -> int:
         return self._retain
+
+    @property
+    def knows_send_queue(self) -> bool:
+        return True
 
     def send(self, buffers: Buffers) -> int:
         try:

@@ -58,7 +58,7 @@ from ..protocol import (
     RemoteProtocolError,
     StateError,
 )
-from ..sites import Site
+from ..sites import LibvirtSite, VmSite, describe
 from ..state import StateStore
 from .backoff import backoff
 from .commands import AgentCommands
@@ -66,6 +66,7 @@ from .connection import AgentConnection
 from .conversation import Conversation
 from .filesend import ANSWER_TIMEOUT, FileProgress, FileTransfers, send_files
 from .gate import OutputGate
+from .links import open_link
 from .switchover import Switched
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class VmRuntime(AgentCommands):
     def __init__(
         self,
         name: str,
-        sites: list[Site],
+        sites: Sequence[VmSite],
         *,
         session: HostSession | None = None,
         store: StateStore | None = None,
@@ -111,8 +112,10 @@ class VmRuntime(AgentCommands):
         if not sites:
             raise ValueError(f"VM {name!r} has no site")
         self.name = name
-        self.sites = list(sites)
+        self.sites: list[VmSite] = list(sites)
         self.site_index = 0
+        #: The VM's libvirt connections, when it has libvirt sites (opened as needed).
+        self._hosts: object | None = None
         self.store = store
         self._takeover = takeover
         #: No session given: the one saved for this VM is loaded when the runtime starts.
@@ -145,10 +148,10 @@ class VmRuntime(AgentCommands):
         super().__init__()
 
     @property
-    def site(self) -> Site:
+    def site(self) -> VmSite:
         return self.sites[self.site_index]
 
-    def add_site(self, site: Site) -> None:
+    def add_site(self, site: VmSite) -> None:
         """Another QEMU that may run the VM (a new migration destination)."""
         self.sites.append(site)
         if self._conversation is not None:
@@ -269,6 +272,12 @@ class VmRuntime(AgentCommands):
 
     async def run(self) -> None:
         """Connect and stay connected until :meth:`stop` (or a fatal error)."""
+        try:
+            await self._run()
+        finally:
+            self._close_libvirt()
+
+    async def _run(self) -> None:
         self._stopping.clear()
         self.failure = None
         if self._load_saved:
@@ -282,20 +291,24 @@ class VmRuntime(AgentCommands):
             conn = self._new_connection()
             self._opening = conn
             try:
-                await conn.connect(self.site.agent, fresh=fresh)
+                await open_link(self.site, conn, self._libvirt_hosts(), fresh=fresh)
             except OSError as err:
                 reason = err.strerror or str(err)
+                where = describe(self.site)
                 if is_fatal(err):
-                    self.failure = f"cannot connect to {self.site.agent}: {reason}"
+                    self.failure = (reason if isinstance(self.site, LibvirtSite)
+                                    else f"cannot connect to {where}: {reason}")
                     log.error("%s: %s", self.name, self.failure)
                     self._set_runstate(Runstate.FAILED)
                     return
-                failed = self.site.agent
+                failed = where
                 # The VM may run at another site now (it migrated while we were away): try
                 # the sites in turn, waiting only after a full round.
                 self.site_index = (self.site_index + 1) % len(self.sites)
                 if self.site_index != 0 or len(self.sites) == 1:
-                    await self._wait(next(delays), f"cannot connect to {failed}: {reason}")
+                    why = reason if isinstance(self.site, LibvirtSite) or reason.startswith(
+                        "cannot") else f"cannot connect to {failed}: {reason}"
+                    await self._wait(next(delays), why)
                 continue
             finally:
                 self._opening = None
@@ -306,7 +319,7 @@ class VmRuntime(AgentCommands):
             self._answered = not fresh  # a continuation needs no caps answer
             self._unanswered = False
             log.info(
-                "%s: connected to %s (%s)", self.name, self.site.agent,
+                "%s: connected to %s (%s)", self.name, describe(self.site),
                 "fresh: caps announced" if fresh else "continuing the conversation",
             )
             reason = await self._converse(conn)
@@ -323,7 +336,8 @@ class VmRuntime(AgentCommands):
                 # its parser starts over before we announce again.
                 reason = "the guest agent did not answer our announce"
                 delay = max(delay, RESYNC_DELAY)
-            qmp_note = "" if self.site.qmp else " (no QMP: the next connection starts fresh)"
+            followed = isinstance(self.site, LibvirtSite) or self.site.qmp is not None
+            qmp_note = "" if followed else " (no QMP: the next connection starts fresh)"
             await self._wait(delay, f"{reason}{qmp_note}")
         self._set_runstate(Runstate.IDLE)
 
@@ -332,7 +346,7 @@ class VmRuntime(AgentCommands):
         conversation = Conversation(
             self.name, self.sites, self.session, conn, self.site_index,
             new_connection=self._new_connection, on_switched=self._switched,
-            on_change=self._phase_changed,
+            on_change=self._phase_changed, hosts=self._libvirt_hosts(),
         )
         self._conversation = conversation
         self._set_runstate(Runstate.CONNECTED)
@@ -355,6 +369,22 @@ class VmRuntime(AgentCommands):
         await self._stopping.wait()
         conversation.stop()
 
+    def _libvirt_hosts(self) -> object | None:
+        """The VM's libvirt connections (made when it first needs them)."""
+        if self._hosts is None and any(isinstance(s, LibvirtSite) for s in self.sites):
+            from .libvirt import api
+
+            self._hosts = api.Hosts()
+        return self._hosts
+
+    def _close_libvirt(self) -> None:
+        if self._hosts is not None:
+            from .libvirt import api
+
+            if isinstance(self._hosts, api.Hosts):
+                self._hosts.close()
+            self._hosts = None
+
     def _new_connection(self) -> AgentConnection:
         return AgentConnection(
             self.session, self._handle_event, self._handle_error, after_input=self.flush,
@@ -365,7 +395,7 @@ class VmRuntime(AgentCommands):
         self.site_index = switched.site
         self.migrations += 1
         log.info("%s: migration completed in %.0f ms; continuing on %s%s", self.name,
-                 switched.seconds * 1000, self.site.agent,
+                 switched.seconds * 1000, describe(self.site),
                  " (afresh: the guest resumed before we were there)" if switched.fresh else "")
 
     def _phase_changed(self) -> None:

@@ -18,6 +18,13 @@ Example (``~/.config/vdagent-bridge/config.toml``)::
     agent = "unix:/run/user/1000/win11-agent.sock"
     qmp = "unix:/run/user/1000/win11-qmp.sock"
 
+    [[vm]]
+    name = "fedora"
+
+    [[vm.site]]               # one per libvirt host that may run the domain
+    libvirt = "qemu:///system"
+    domain = "fedora40"       # optional: the domain's name where it differs from the VM's
+
 Every mistake is reported as one line naming the file and the key
 (``config.toml: vm[0].site[0].agent: …``), never as a traceback; unknown keys are mistakes too,
 so a typo does not silently fall back to a default.
@@ -31,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..sites import Endpoint, EndpointError, Site
+from ..sites import Endpoint, EndpointError, LibvirtSite, Site, VmSite
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,7 +85,7 @@ class VmConfig:
     """One VM: its name, the QEMU processes that may run it, and its policy."""
 
     name: str
-    sites: tuple[Site, ...]
+    sites: tuple[VmSite, ...]
     policy: Policy = field(default_factory=Policy)
 
 
@@ -158,6 +165,31 @@ def _endpoint(value: object, where: str) -> Endpoint:
         raise ConfigError(f"{where}: {err}") from err
 
 
+def _site(site: object, vm: str, here: str) -> VmSite:
+    """One ``[[vm.site]]``: ``agent`` (+ ``qmp``), or ``libvirt`` (+ ``domain``)."""
+    if not isinstance(site, dict):
+        raise ConfigError(f"{here}: expected a table")
+    if "libvirt" in site:
+        _check_keys(site, {"libvirt", "domain"}, here)
+        uri, domain = site["libvirt"], site.get("domain", vm)
+        if not isinstance(uri, str):
+            raise ConfigError(f"{here}.libvirt: expected a URI such as \"qemu:///system\", "
+                              f"not {uri!r}")
+        if not isinstance(domain, str):
+            raise ConfigError(f"{here}.domain: expected a domain name, not {domain!r}")
+        try:
+            return LibvirtSite.parse(uri, domain)
+        except EndpointError as err:
+            raise ConfigError(f"{here}: {err}") from err
+    _check_keys(site, {"agent", "qmp"}, here)
+    if "agent" not in site:
+        raise ConfigError(f"{here}: needs agent = \"unix:PATH\" or \"tcp:HOST:PORT\", or "
+                          f"libvirt = \"URI\"")
+    agent = _endpoint(site["agent"], f"{here}.agent")
+    qmp = _endpoint(site["qmp"], f"{here}.qmp") if "qmp" in site else None
+    return Site(agent, qmp)
+
+
 _POLICY_KEYS = {"clipboard", "primary", "pointer", "max_to_guest", "max_to_host", "display"}
 
 
@@ -191,18 +223,12 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
         names.add(name)
         site_tables = table.get("site", [])
         if not isinstance(site_tables, list) or not site_tables:
-            raise ConfigError(f"{where}: needs at least one [[vm.site]] with an agent endpoint")
-        sites = []
-        for j, site in enumerate(site_tables):
-            here = f"{where}.site[{j}]"
-            if not isinstance(site, dict):
-                raise ConfigError(f"{here}: expected a table")
-            _check_keys(site, {"agent", "qmp"}, here)
-            if "agent" not in site:
-                raise ConfigError(f"{here}: needs agent = \"unix:PATH\" or \"tcp:HOST:PORT\"")
-            agent = _endpoint(site["agent"], f"{here}.agent")
-            qmp = _endpoint(site["qmp"], f"{here}.qmp") if "qmp" in site else None
-            sites.append(Site(agent, qmp))
+            raise ConfigError(f"{where}: needs at least one [[vm.site]] with an agent endpoint "
+                              f"or a libvirt connection")
+        sites = [_site(site, name, f"{where}.site[{j}]") for j, site in enumerate(site_tables)]
+        if len({type(site) for site in sites}) > 1:
+            raise ConfigError(f"{where}: its sites are either agent endpoints or libvirt "
+                              f"connections, not both")
         vms.append(VmConfig(name, tuple(sites), _policy(table, defaults, where)))
     return Config(defaults, tuple(vms))
 

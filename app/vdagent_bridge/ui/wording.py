@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 
-from ..runtime import Endpoint, Runstate
+from ..runtime import Runstate
+from ..sites import Site, VmSite, describe
 from .model import Level
 
 
@@ -19,7 +20,7 @@ def runstate_notice(
     *,
     migrated: bool,
     where: str,
-    agent: Endpoint,
+    site: VmSite,
     failure: str | None,
     reconnecting: bool,
 ) -> tuple[str, Level] | None:
@@ -32,8 +33,9 @@ def runstate_notice(
     if state is Runstate.CONNECTED:
         if previous is Runstate.MIGRATING:
             if migrated:
-                return f"migration done: continuing on {agent}", Level.INFO
-            return f"the migration did not complete: staying on {agent}", Level.WARNING
+                return f"migration done: continuing on {describe(site)}", Level.INFO
+            return (f"the migration did not complete: staying on {describe(site)}",
+                    Level.WARNING)
         return f"connected to {where}", Level.INFO
     if state is Runstate.WAITING and previous in (Runstate.CONNECTED, Runstate.MIGRATING):
         if not reconnecting:
@@ -44,17 +46,18 @@ def runstate_notice(
     return None
 
 
-def vm_detail(state: Runstate, *, agent: Endpoint, where: str, failure: str | None,
+def vm_detail(state: Runstate, *, site: VmSite, where: str, failure: str | None,
               follows_migrations: bool) -> str:
     """The second line of a VM's status: where it is, or why it is not there."""
     if state is Runstate.FAILED:
         return failure or ""
     if state is Runstate.MIGRATING:
-        return f"from {agent}"
+        return f"from {describe(site)}"
     if state in (Runstate.WAITING, Runstate.CONNECTING):
-        if agent.kind == "unix" and not os.path.exists(agent.path):
-            return f"no agent socket at {agent.path} (is the VM running?)"
-        return f"trying {agent}"
+        if isinstance(site, Site) and site.agent.kind == "unix" \
+                and not os.path.exists(site.agent.path):
+            return f"no agent socket at {site.agent.path} (is the VM running?)"
+        return f"trying {describe(site)}"
     if state is Runstate.CONNECTED:
         return where + (" (following migrations)" if follows_migrations else "")
     return ""

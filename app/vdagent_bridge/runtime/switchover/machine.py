@@ -152,8 +152,9 @@ class Switchover:
         assert attempt is not None and attempt.link is not None
         out.append(Record(attempt.link))
         if attempt.unread is None:
-            out.append(Note(logging.WARNING, "the source stopped and how much of our output "
-                            "it left unread cannot be known"))
+            # A libvirt stream cannot tell; our output was held since the migration's start.
+            out.append(Note(logging.INFO, "the source stopped; how much of our output it left "
+                            "unread cannot be known"))
         elif attempt.unread and not attempt.kept:
             out.append(Note(logging.WARNING, f"the source stopped with {attempt.unread} bytes "
                             "of our output unread, which cannot be carried over"))

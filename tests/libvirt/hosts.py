@@ -1,0 +1,290 @@
+"""Real libvirt for the tests: session daemons as separate "hosts", and a test guest on them.
+
+Why session daemons of an unprivileged user (docs: libvirt's session mode): each
+``libvirtd`` started with its own ``XDG_*`` directories is a separate host to libvirt (its own
+socket, domains, ``host_uuid``), so two of them on one machine migrate a real TCG guest
+between them. A root ``libvirtd`` is always the privileged one and ignores ``XDG_*``, so the
+daemons run as :data:`USER`, created on first use. The tests (as root) reach them through
+``qemu+unix:///session?socket=...`` URIs (root passes their 0700 directories).
+
+The guest is the QEMU tests' image (tests/qemu/guest_image.py: the real spice-vdagentd and
+session agent), copied where the daemons' user can read it, defined with two unix channels
+whose paths libvirt makes: ``com.redhat.spice.0`` (the app under test opens it through
+libvirt) and the guest command channel, which this fixture reaches directly (root) at the
+path the live XML names, for the guest's logs and its X clipboard.
+
+Everything goes through ``virsh`` (not libvirt-python): the fixture shares no code with the
+app under test. Each :class:`SessionDaemon` stops exactly the daemon it started, after
+destroying what runs on it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from vm import CMD_PORT_NAME, KERNEL_CMDLINE, CommandChannel, CommandResult, GuestShell, VmError
+
+USER = "vdbtest"
+"""The unprivileged user the session daemons run as."""
+LIBVIRTD = "/usr/sbin/libvirtd"
+VIRSH = "virsh"
+START_TIMEOUT = 20.0
+
+
+class LibvirtError(RuntimeError):
+    """A daemon or virsh failed (the message has virsh's own words)."""
+
+
+def ensure_user() -> pwd.struct_passwd:
+    """The daemons' user, created if missing (left in place afterwards: ``userdel``)."""
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/false",
+                        USER], check=True, capture_output=True)
+        return pwd.getpwnam(USER)
+
+
+def virsh(uri: str, *args: str, timeout: float = 60.0, check: bool = True) -> str:
+    """Run ``virsh -c URI args``; its output, or LibvirtError with what virsh said."""
+    result = subprocess.run([VIRSH, "-q", "-c", uri, *args], capture_output=True, text=True,
+                            timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise LibvirtError(f"virsh {' '.join(args)}: {result.stderr.strip() or result.stdout}")
+    return result.stdout
+
+
+class SessionDaemon:
+    """One unprivileged libvirtd (``qemu:///session``) with its own directories: one host."""
+
+    def __init__(self, base: Path, name: str, host_uuid: str) -> None:
+        self.name = name
+        self.dir = base / name
+        self.host_uuid = host_uuid
+        self.pid: int | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "run" / "libvirt" / "libvirt-sock"
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+unix:///session?socket={self.socket}"
+
+    def start(self) -> SessionDaemon:
+        user = ensure_user()
+        config = self.dir / "config" / "libvirt"
+        for directory in (self.dir, self.dir / "run", self.dir / "config", config,
+                          self.dir / "cache", self.dir / "home"):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (config / "libvirtd.conf").write_text(
+            f'host_uuid = "{self.host_uuid}"\nlog_outputs = "3:file:{self.dir}/libvirtd.log"\n'
+        )
+        # No virtlogd to start and stop: QEMU's output goes to a file.
+        (config / "qemu.conf").write_text('stdio_handler = "file"\n')
+        for path in [self.dir, *self.dir.rglob("*")]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(self.dir / "home"),
+            "XDG_RUNTIME_DIR": str(self.dir / "run"),
+            "XDG_CONFIG_HOME": str(self.dir / "config"),
+            "XDG_CACHE_HOME": str(self.dir / "cache"),
+            "XDG_DATA_HOME": str(self.dir / "home" / "share"),
+        }
+        subprocess.run(["runuser", "-u", USER, "--", "env", "-i",
+                        *(f"{k}={v}" for k, v in env.items()), LIBVIRTD, "-d"],
+                       check=True, capture_output=True, timeout=START_TIMEOUT)
+        pid_file = self.dir / "run" / "libvirt" / "libvirtd.pid"
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (self.socket.exists() and pid_file.exists()):
+            if time.monotonic() > deadline:
+                raise LibvirtError(f"libvirtd {self.name} did not start: {self.log_tail()}")
+            time.sleep(0.05)
+        self.pid = int(pid_file.read_text().strip())
+        virsh(self.uri, "version", timeout=START_TIMEOUT)  # answers: ready
+        return self
+
+    def stop(self) -> None:
+        """Destroy the domains it runs, then stop the daemon (exactly the one started)."""
+        if self.pid is None:
+            return
+        try:
+            for name in virsh(self.uri, "list", "--name", check=False, timeout=20).split():
+                virsh(self.uri, "destroy", name, check=False, timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        pid, self.pid = self.pid, None
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = (self.dir / "libvirtd.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def domain_xml(name: str, guest_dir: Path, logs: Path, *, agent_channel: bool = True,
+               agent_type: str = "unix") -> str:
+    """The test guest as a libvirt domain (TCG, 256 MiB, kernel + initramfs, no disk).
+
+    ``agent_channel=False`` leaves the agent port out (a VM the bridge cannot serve);
+    ``agent_type="spicevmc"`` gives it the SPICE viewer's kind of channel instead.
+    """
+    if not agent_channel:
+        agent = ""
+    elif agent_type == "unix":
+        agent = ("<channel type='unix'><source mode='bind'/>"
+                 "<target type='virtio' name='com.redhat.spice.0'/></channel>")
+    else:
+        agent = (f"<channel type='{agent_type}'>"
+                 "<target type='virtio' name='com.redhat.spice.0'/></channel>")
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{guest_dir / 'vmlinuz'}</kernel>
+    <initrd>{guest_dir / 'initramfs.cpio.gz'}</initrd>
+    <cmdline>{KERNEL_CMDLINE}</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='usb' model='none'/>
+    <controller type='virtio-serial' index='0'/>
+    <serial type='file'><source path='{logs / (name + '-console.log')}' append='on'/>
+      <target port='0'/></serial>
+    {agent}
+    <channel type='unix'><source mode='bind'/>
+      <target type='virtio' name='{CMD_PORT_NAME}'/></channel>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def channel_path(uri: str, domain: str, target: str) -> str | None:
+    """The socket libvirt made for a unix channel of a running domain (its live XML)."""
+    tree = ET.fromstring(virsh(uri, "dumpxml", domain))
+    for channel in tree.iter("channel"):
+        name = channel.find("target")
+        source = channel.find("source")
+        if name is not None and name.get("name") == target and source is not None:
+            return source.get("path")
+    return None
+
+
+class LibvirtGuest(GuestShell):
+    """The test guest as a domain on one of several :class:`SessionDaemon` hosts."""
+
+    def __init__(self, name: str, hosts: list[SessionDaemon], image_dir: Path, logs: Path,
+                 **xml_options: object) -> None:
+        self.name = name
+        self.hosts = hosts
+        self.host = hosts[0]
+        self._xml = domain_xml(name, image_dir, logs, **xml_options)  # type: ignore[arg-type]
+        self._channel: CommandChannel | None = None
+        self._channel_host: SessionDaemon | None = None
+
+    # ---------------------------------------------------------------- life
+
+    def start(self, host: SessionDaemon | None = None, *, wait: bool = True) -> LibvirtGuest:
+        """Define and start the domain on ``host`` (the first by default); wait for its agent."""
+        self.host = host or self.hosts[0]
+        with tempfile.NamedTemporaryFile("w", suffix=".xml") as xml:
+            xml.write(self._xml)
+            xml.flush()
+            virsh(self.host.uri, "define", xml.name)
+        virsh(self.host.uri, "start", self.name)
+        if wait:
+            self.wait_log("opening vdagent virtio channel", timeout=60)
+        return self
+
+    def state(self, host: SessionDaemon | None = None) -> str:
+        """``virsh domstate --reason`` on ``host`` (the current one), "" if it has none."""
+        return virsh((host or self.host).uri, "domstate", "--reason", self.name,
+                     check=False).strip()
+
+    def migrate(self, to: SessionDaemon, *, bandwidth: int = 1000, extra: tuple[str, ...] = (),
+                timeout: float = 120.0) -> None:
+        """``virsh migrate --live`` to ``to`` (its own console file), then it is the host."""
+        xml = virsh(self.host.uri, "dumpxml", "--migratable", self.name)
+        xml = re.sub(r"(-console)(-[a-z0-9]+)?\.log", rf"\1-{to.name}.log", xml)
+        with tempfile.NamedTemporaryFile("w", suffix=".xml") as file:
+            file.write(xml)
+            file.flush()
+            virsh(self.host.uri, "migrate", "--live", "--bandwidth", str(bandwidth),
+                  "--listen-address", "127.0.0.1", "--xml", file.name, *extra, self.name,
+                  to.uri, "tcp://127.0.0.1", timeout=timeout)
+        self.host = to
+        self._drop_channel()
+
+    def destroy(self) -> None:
+        for host in self.hosts:
+            virsh(host.uri, "destroy", self.name, check=False, timeout=30)
+            virsh(host.uri, "undefine", self.name, check=False, timeout=30)
+        self._drop_channel()
+
+    # ---------------------------------------------------------------- guest shell
+
+    def _drop_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = None
+        self._channel_host = None
+
+    def _run_command(self, script: str, stdin: bytes, timeout: float) -> CommandResult:
+        if self._channel is None or self._channel_host is not self.host:
+            self._drop_channel()
+            path = channel_path(self.host.uri, self.name, CMD_PORT_NAME)
+            if path is None:
+                raise VmError(f"{self.name}: no command channel on {self.host.name}")
+            self._channel = CommandChannel(path)
+            self._channel_host = self.host
+        return self._channel.run(script, stdin, timeout, timeout + 5.0)
+
+    def describe(self, lines: int = 60, fetch_guest_logs: bool = True) -> str:
+        out = [f"domain {self.name} on {self.host.name}: {self.state()}"]
+        for host in self.hosts:
+            out.append(f"--- libvirtd {host.name} log:\n{host.log_tail(lines)}")
+        if fetch_guest_logs:
+            try:
+                out.append("--- guest daemon log:\n" + self.daemon_log(timeout=3))
+            except Exception as err:  # noqa: BLE001 - a report, whatever went wrong
+                out.append(f"(guest logs unavailable: {err})")
+        return "\n".join(out)
+
+
+def copy_image(kernel: Path, initrd: Path, into: Path) -> Path:
+    """The guest image where the daemons' user can read it (0755 dirs, 0644 files)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for source in (kernel, initrd):
+        shutil.copyfile(source, into / source.name)
+        (into / source.name).chmod(0o644)
+    into.chmod(0o755)
+    return into
