@@ -5,7 +5,8 @@
 #   - Debian packages (as root, only the missing ones): the real guest agent (spice-vdagent),
 #     Xvfb, xclip, xdotool, dbus, x11 utilities, imagemagick, the libraries Qt's xcb
 #     platform plugin loads, and the validators of the .desktop and metainfo files
-#     (desktop-file-utils, appstream) and gtk-update-icon-cache;
+#     (desktop-file-utils, appstream) and gtk-update-icon-cache; libvirt's daemon, client and
+#     headers (the libvirt tests start their own unprivileged daemons, as user vdbtest);
 #   - a virtual environment in .venv with the project and its test extra.
 # The end-to-end tests start their own Xvfb, dbus, relay and agent processes per test and stop
 # exactly those. Extra arguments go to pytest (e.g. `bash tests/run.sh -k framing`).
@@ -20,6 +21,10 @@ DEBIAN_PACKAGES=(
     libegl1 libgl1 libfontconfig1 libdbus-1-3
     desktop-file-utils appstream gtk-update-icon-cache
 )
+
+# The libvirt tests (tests/libvirt) run their own session daemons; libvirt-python (in the
+# test extra) builds against libvirt-dev with pkg-config.
+DEBIAN_PACKAGES+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config)
 
 # The real-QEMU migration tests (tests/qemu) need QEMU and what goes into the guest image.
 mapfile -t QEMU_PACKAGES < <(python3 tests/qemu/guest_image.py --packages)

@@ -157,9 +157,10 @@ def domain_xml(name: str, guest_dir: Path, logs: Path, *, agent_channel: bool = 
     elif agent_type == "unix":
         agent = ("<channel type='unix'><source mode='bind'/>"
                  "<target type='virtio' name='com.redhat.spice.0'/></channel>")
-    else:
+    else:  # spicevmc: only with SPICE graphics (the domain is defined, never started)
         agent = (f"<channel type='{agent_type}'>"
-                 "<target type='virtio' name='com.redhat.spice.0'/></channel>")
+                 "<target type='virtio' name='com.redhat.spice.0'/></channel>"
+                 "<graphics type='spice' autoport='yes'/>")
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>256</memory>
@@ -213,13 +214,18 @@ class LibvirtGuest(GuestShell):
 
     # ---------------------------------------------------------------- life
 
-    def start(self, host: SessionDaemon | None = None, *, wait: bool = True) -> LibvirtGuest:
-        """Define and start the domain on ``host`` (the first by default); wait for its agent."""
+    def define(self, host: SessionDaemon | None = None) -> LibvirtGuest:
+        """Define the domain on ``host`` (the first by default), not started."""
         self.host = host or self.hosts[0]
         with tempfile.NamedTemporaryFile("w", suffix=".xml") as xml:
             xml.write(self._xml)
             xml.flush()
             virsh(self.host.uri, "define", xml.name)
+        return self
+
+    def start(self, host: SessionDaemon | None = None, *, wait: bool = True) -> LibvirtGuest:
+        """Define and start the domain on ``host`` (the first by default); wait for its agent."""
+        self.define(host)
         virsh(self.host.uri, "start", self.name)
         if wait:
             self.wait_log("opening vdagent virtio channel", timeout=60)
