@@ -493,6 +493,10 @@ def _gui(args: argparse.Namespace, groups: list[_Group], config: Config, paths: 
                              f"VM of that name")
     if not groups:
         vms = list(config.vms)
+    for vm in vms:  # the command line's were checked as they were read
+        if isinstance(vm.sites[0], LibvirtSite) and not any(g.sites for g in groups
+                                                          if (g.name or "vm") == vm.name):
+            check_sites(vm.name, vm.sites)
     demo = args.demo or not vms
     imported = None
     if args.import_state:
