@@ -10,6 +10,7 @@ domain, destroyed and undefined at its end.
 from __future__ import annotations
 
 import itertools
+import logging
 import shutil
 import sys
 import tempfile
@@ -108,3 +109,9 @@ def guest_factory(request: pytest.FixtureRequest, hosts: list[SessionDaemon],
                 print(guest.describe())
         for guest in made:
             guest.destroy()
+
+
+@pytest.fixture(autouse=True)
+def _runtime_log(caplog: pytest.LogCaptureFixture) -> None:
+    """The runtime's INFO lines (what the switchover decided, and why) in a failure's report."""
+    caplog.set_level(logging.INFO, logger="vdagent_bridge")

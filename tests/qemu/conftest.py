@@ -13,6 +13,7 @@ output, serial console, guest daemon/agent logs) are printed in the failure repo
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -91,3 +92,9 @@ def vm_factory(
                 print(vm.describe())  # "Captured stdout teardown" in the report
         for vm in reversed(vms):
             vm.close()
+
+
+@pytest.fixture(autouse=True)
+def _runtime_log(caplog: pytest.LogCaptureFixture) -> None:
+    """The runtime's INFO lines (what the switchover decided, and why) in a failure's report."""
+    caplog.set_level(logging.INFO, logger="vdagent_bridge")

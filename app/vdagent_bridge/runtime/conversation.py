@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable
 
 from ..protocol import HostSession
-from ..sites import Endpoint, LibvirtSite, VmSite
+from ..sites import Endpoint, LibvirtSite, Site, VmSite
 from .connection import AgentConnection
 from .follower import SiteFact, follow_qmp
 from .links import open_link
@@ -74,7 +74,7 @@ SWITCH_DRAIN_MAX = 0.5
 #: How long asking a possible destination's QMP monitor whether it waits for a migration
 #: may take.
 QUERY_TIMEOUT = 2.0
-#: How long a libvirt host is looked at for the incoming domain of a migration.
+#: How long the other sites are asked for the incoming side of a migration.
 INCOMING_WAIT = 1.0
 
 
@@ -358,55 +358,57 @@ class Conversation:
         await conn.close()
 
     async def _find(self, source: int) -> None:
-        """Candidate destinations, best first: the sites whose QEMU says it waits for an
-        incoming migration (their monitor stays open for the destination's follower: a QMP
-        socket serves one client at a time), then those that cannot be asked (no QMP)."""
-        waiting: list[int] = []
-        unknown: list[int] = []
-        for index, site in enumerate(self.sites):
-            if index == source:
-                continue
-            if isinstance(site, LibvirtSite):
-                if await self._incoming_domain(site):
-                    waiting.append(index)
-                continue
-            if site.qmp is None:
-                unknown.append(index)
-                continue
-            monitor = self._monitors.get(index) or QmpMonitor(site.qmp)
-            try:
-                if index not in self._monitors:
-                    await monitor.connect(timeout=QUERY_TIMEOUT)
-                status = await monitor.execute("query-status")
-            except QmpError:
-                await self._drop_monitor(index, monitor)
-                continue  # not running, or not reachable: not the destination
-            if isinstance(status, dict) and status.get("status") == "inmigrate":
-                self._monitors[index] = monitor
-                waiting.append(index)
-            else:
-                await self._drop_monitor(index, monitor)
+        """Candidate destinations, best first: the sites that say they wait for an incoming
+        migration (a QEMU's ``query-status``, a libvirt host's paused incoming domain; a
+        QEMU's monitor stays open for the destination's follower: a QMP socket serves one
+        client at a time), then those that cannot be asked (no QMP). Asked again for up to
+        :data:`INCOMING_WAIT` while none says so (a destination that is just starting)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + INCOMING_WAIT
+        others = [i for i in range(len(self.sites)) if i != source]
+        unknown = [i for i in others
+                   if isinstance(self.sites[i], Site) and self.sites[i].qmp is None]
+        while True:
+            waiting = [i for i in others if i not in unknown and await self._waits(i)]
+            if waiting or loop.time() >= end:
+                break
+            await asyncio.sleep(0.05)
         self._facts.put_nowait(DestinationsFound(tuple(waiting + unknown)))
 
+    async def _waits(self, index: int) -> bool:
+        """Whether site ``index`` waits for an incoming migration of the VM."""
+        site = self.sites[index]
+        if isinstance(site, LibvirtSite):
+            return await self._incoming_domain(site)
+        assert site.qmp is not None
+        monitor = self._monitors.get(index) or QmpMonitor(site.qmp)
+        try:
+            if index not in self._monitors:
+                await monitor.connect(timeout=QUERY_TIMEOUT)
+            status = await monitor.execute("query-status")
+        except QmpError as err:
+            log.info("%s: site %d is not a destination: %s", self.name, index, err)
+            await self._drop_monitor(index, monitor)
+            return False  # not running, or not reachable
+        if isinstance(status, dict) and status.get("status") == "inmigrate":
+            self._monitors[index] = monitor
+            return True
+        log.info("%s: site %d is not a destination: its QEMU is %s", self.name, index,
+                 status.get("status") if isinstance(status, dict) else status)
+        await self._drop_monitor(index, monitor)
+        return False
+
     async def _incoming_domain(self, site: LibvirtSite) -> bool:
-        """Whether ``site``'s host has the VM's domain waiting for the incoming migration
-        (libvirt creates it, paused, before the source's first iteration; it is looked for
-        a little while anyway)."""
+        """Whether ``site``'s host has the VM's domain paused for the incoming migration
+        (libvirt creates it before the source's first iteration)."""
         from .libvirt import api
 
         if not isinstance(self._hosts, api.Hosts):
             return False
-        loop = asyncio.get_running_loop()
-        end = loop.time() + INCOMING_WAIT
-        while True:
-            try:
-                if api.incoming(self._hosts.domain(site)):
-                    return True
-            except api.LibvirtError:
-                pass
-            if loop.time() >= end:
-                return False
-            await asyncio.sleep(0.05)
+        try:
+            return api.incoming(self._hosts.domain(site))
+        except api.LibvirtError:
+            return False
 
     async def _drop_monitor(self, index: int, monitor: QmpMonitor) -> None:
         if self._monitors.get(index) is monitor:

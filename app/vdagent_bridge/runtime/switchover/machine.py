@@ -120,6 +120,7 @@ class Switchover:
         """Connect to the next candidate; without one, let the output go to the source."""
         attempt = self._attempt
         assert attempt is not None and attempt.candidates is not None
+        tried = attempt.site is not None
         if attempt.site is not None and attempt.site in self.followed:
             out.append(Unfollow(attempt.site))
         attempt.site = attempt.link = None
@@ -137,13 +138,14 @@ class Switchover:
                       self._other_site())
             return
         self.phase = Phase.UNPREPARED
+        other = " other" if tried else ""
         if attempt.stopped:
-            out.append(Note(logging.WARNING, "the source stopped and no destination agent "
-                            "port is reachable: the guest will see the host reconnect"))
+            out.append(Note(logging.WARNING, f"the source stopped and no{other} destination "
+                            "agent port is reachable: the guest will see the host reconnect"))
         else:
-            out.append(Note(logging.WARNING, "a migration started but no destination agent "
-                            "port is reachable: the guest will see the host reconnect after "
-                            "it"))
+            out.append(Note(logging.WARNING, f"a migration runs and no{other} destination "
+                            "agent port is reachable: the guest will see the host reconnect "
+                            "after it"))
         out.append(Release(self.link))
 
     def _start_writing(self, out: list[Command]) -> None:
