@@ -146,11 +146,12 @@ class SessionDaemon:
 
 
 def domain_xml(name: str, guest_dir: Path, logs: Path, *, agent_channel: bool = True,
-               agent_type: str = "unix") -> str:
+               agent_type: str = "unix", memory_mib: int = 256) -> str:
     """The test guest as a libvirt domain (TCG, 256 MiB, kernel + initramfs, no disk).
 
     ``agent_channel=False`` leaves the agent port out (a VM the bridge cannot serve);
-    ``agent_type="spicevmc"`` gives it the SPICE viewer's kind of channel instead.
+    ``agent_type="spicevmc"`` gives it the SPICE viewer's kind of channel instead;
+    ``memory_mib``: its RAM (a 64 MiB clipboard in the guest wants more than 256).
     """
     if not agent_channel:
         agent = ""
@@ -163,7 +164,7 @@ def domain_xml(name: str, guest_dir: Path, logs: Path, *, agent_channel: bool = 
                  "<graphics type='spice' autoport='yes'/>")
     return f"""<domain type='qemu'>
   <name>{name}</name>
-  <memory unit='MiB'>256</memory>
+  <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
