@@ -63,14 +63,50 @@ def virsh(uri: str, *args: str, timeout: float = 60.0, check: bool = True) -> st
     return result.stdout
 
 
-class SessionDaemon:
-    """One unprivileged libvirtd (``qemu:///session``) with its own directories: one host."""
+class Daemon:
+    """One libvirtd this fixture started (a "host"): stopped by :meth:`stop`, exactly it."""
+
+    uri: str
 
     def __init__(self, base: Path, name: str, host_uuid: str) -> None:
         self.name = name
         self.dir = base / name
         self.host_uuid = host_uuid
         self.pid: int | None = None
+
+    def stop(self) -> None:
+        """Destroy the domains it runs, then stop the daemon (exactly the one started)."""
+        if self.pid is None:
+            return
+        try:
+            for name in virsh(self.uri, "list", "--name", check=False, timeout=20).split():
+                virsh(self.uri, "destroy", name, check=False, timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        pid, self.pid = self.pid, None
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = (self.dir / "libvirtd.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class SessionDaemon(Daemon):
+    """One unprivileged libvirtd (``qemu:///session``) with its own directories: one host."""
 
     @property
     def socket(self) -> Path:
@@ -114,35 +150,53 @@ class SessionDaemon:
         virsh(self.uri, "version", timeout=START_TIMEOUT)  # answers: ready
         return self
 
-    def stop(self) -> None:
-        """Destroy the domains it runs, then stop the daemon (exactly the one started)."""
-        if self.pid is None:
-            return
-        try:
-            for name in virsh(self.uri, "list", "--name", check=False, timeout=20).split():
-                virsh(self.uri, "destroy", name, check=False, timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        pid, self.pid = self.pid, None
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)
+class SystemDaemon(Daemon):
+    """A privileged libvirtd (``qemu:///system``) of the test's own, in a private mount
+    namespace: its own ``/run/libvirt``, ``/var/lib/libvirt``, ``/var/log/libvirt``,
+    ``/var/cache/libvirt`` and ``/etc/libvirt``, and its client socket in a directory the
+    tests see, so it neither meets nor disturbs a system libvirtd the machine may run. QEMU
+    runs as root (no ``libvirt-qemu`` user needed) and without cgroups."""
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = (self.dir / "libvirtd.log").read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    @property
+    def socket(self) -> Path:
+        return self.dir / "sock" / "libvirt-sock"
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+unix:///system?socket={self.socket}"
+
+    def start(self) -> SystemDaemon:
+        d = self.dir
+        for sub in ("sock", "lib", "log", "cache", "etc", "etc/qemu"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        (d / "etc" / "libvirtd.conf").write_text(
+            f'unix_sock_dir = "{d / "sock"}"\nhost_uuid = "{self.host_uuid}"\n'
+            f'log_outputs = "3:file:{d}/libvirtd.log"\n')
+        (d / "etc" / "qemu.conf").write_text(
+            'user = "root"\ngroup = "root"\ncgroup_controllers = [ ]\n'
+            'stdio_handler = "file"\n')
+        for name in ("libvirt.conf", "libvirt-admin.conf"):
+            if Path("/etc/libvirt", name).exists():
+                shutil.copyfile(Path("/etc/libvirt", name), d / "etc" / name)
+        for mount in ("/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt",
+                      "/var/cache/libvirt", "/etc/libvirt"):
+            Path(mount).mkdir(parents=True, exist_ok=True)
+        script = (
+            "set -e; mount -t tmpfs -o mode=0755 tmpfs /run/libvirt; "
+            f"mount --bind {d / 'lib'} /var/lib/libvirt; "
+            f"mount --bind {d / 'log'} /var/log/libvirt; "
+            f"mount --bind {d / 'cache'} /var/cache/libvirt; "
+            f"mount --bind {d / 'etc'} /etc/libvirt; "
+            f"{LIBVIRTD} -d -p /run/libvirt/libvirtd.pid; "
+            f"for i in $(seq 200); do [ -S {self.socket} ] && break; sleep 0.05; done; "
+            f"cat /run/libvirt/libvirtd.pid > {d / 'pid'}"
+        )
+        subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "/bin/sh",
+                        "-c", script], check=True, capture_output=True, timeout=START_TIMEOUT)
+        self.pid = int((d / "pid").read_text().strip())
+        virsh(self.uri, "version", timeout=START_TIMEOUT)
+        return self
+
 
 
 def domain_xml(name: str, guest_dir: Path, logs: Path, *, agent_channel: bool = True,
@@ -202,20 +256,20 @@ def channel_path(uri: str, domain: str, target: str) -> str | None:
 
 
 class LibvirtGuest(GuestShell):
-    """The test guest as a domain on one of several :class:`SessionDaemon` hosts."""
+    """The test guest as a domain on one of several :class:`Daemon` hosts."""
 
-    def __init__(self, name: str, hosts: list[SessionDaemon], image_dir: Path, logs: Path,
+    def __init__(self, name: str, hosts: list[Daemon], image_dir: Path, logs: Path,
                  **xml_options: object) -> None:
         self.name = name
         self.hosts = hosts
         self.host = hosts[0]
         self._xml = domain_xml(name, image_dir, logs, **xml_options)  # type: ignore[arg-type]
         self._channel: CommandChannel | None = None
-        self._channel_host: SessionDaemon | None = None
+        self._channel_host: Daemon | None = None
 
     # ---------------------------------------------------------------- life
 
-    def define(self, host: SessionDaemon | None = None) -> LibvirtGuest:
+    def define(self, host: Daemon | None = None) -> LibvirtGuest:
         """Define the domain on ``host`` (the first by default), not started."""
         self.host = host or self.hosts[0]
         with tempfile.NamedTemporaryFile("w", suffix=".xml") as xml:
@@ -224,7 +278,7 @@ class LibvirtGuest(GuestShell):
             virsh(self.host.uri, "define", xml.name)
         return self
 
-    def start(self, host: SessionDaemon | None = None, *, wait: bool = True) -> LibvirtGuest:
+    def start(self, host: Daemon | None = None, *, wait: bool = True) -> LibvirtGuest:
         """Define and start the domain on ``host`` (the first by default); wait for its agent."""
         self.define(host)
         virsh(self.host.uri, "start", self.name)
@@ -232,12 +286,12 @@ class LibvirtGuest(GuestShell):
             self.wait_log("opening vdagent virtio channel", timeout=60)
         return self
 
-    def state(self, host: SessionDaemon | None = None) -> str:
+    def state(self, host: Daemon | None = None) -> str:
         """``virsh domstate --reason`` on ``host`` (the current one), "" if it has none."""
         return virsh((host or self.host).uri, "domstate", "--reason", self.name,
                      check=False).strip()
 
-    def migrate(self, to: SessionDaemon, *, bandwidth: int = 1000, extra: tuple[str, ...] = (),
+    def migrate(self, to: Daemon, *, bandwidth: int = 1000, extra: tuple[str, ...] = (),
                 timeout: float = 120.0) -> None:
         """``virsh migrate --live`` to ``to`` (its own console file), then it is the host."""
         xml = virsh(self.host.uri, "dumpxml", "--migratable", self.name)

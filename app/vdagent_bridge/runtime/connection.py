@@ -63,8 +63,10 @@ READ_SIZE = 256 * 1024
 #: Bytes received at most per ``recv_into`` straight into a large clipboard's buffer (the
 #: socket holds less; this only bounds how far ahead of the data the buffer grows).
 DIRECT_READ_SIZE = 1024 * 1024
-#: How long a close waits for the peer to take the output still queued.
+#: How long a close waits for the peer to take the output still queued (and read it).
 _CLOSE_TIMEOUT = 1.0
+#: How often a closing connection looks whether the peer has read everything.
+_LINGER_POLL = 0.02
 #: Bytes handed to one ``sendmsg`` at most, and buffers (Linux IOV_MAX).
 _SEND_SIZE = 1024 * 1024
 _SEND_BUFFERS = 1024
@@ -500,10 +502,18 @@ class AgentConnection:
 
     # ---------------------------------------------------------------- close
 
-    async def close(self) -> None:
+    async def close(self, *, linger: bool = True) -> None:
         """Close the socket (the session is kept), after giving the peer up to a second to
-        take what is still queued: a peer that stopped reading would hold it forever, so
-        what it did not take is dropped (the session's rest stays queued in the session)."""
+        take what is still queued and to read what the socket holds: a peer that stopped
+        reading would hold it forever, so what it did not take is dropped (the session's rest
+        stays queued in the session).
+
+        Why wait for the peer to read: a guest sees the host's close only once it has read
+        what came before it (QEMU drains the socket, then closes the guest's port). A host
+        that reconnects before that is taken for the same client: the guest may answer the
+        new announce and only then see the old close, reset, and silently discard every
+        grab that follows. ``linger=False`` closes at once (a migration's source that
+        stopped: it never reads again)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -512,11 +522,15 @@ class AgentConnection:
             return
         self._closing = True
         self._pump()
-        if self._writing:
-            self._drained = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + _CLOSE_TIMEOUT
+        if self._writing and linger:
+            self._drained = loop.create_future()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._drained), _CLOSE_TIMEOUT)
             self._drained = None
+        while linger and loop.time() < end and (sock.unread_by_peer() or 0) > 0:
+            await asyncio.sleep(_LINGER_POLL)
         self._stop_writing()
         self._wake_reader()
         self._sock = None

@@ -355,7 +355,7 @@ class Conversation:
                 await asyncio.sleep(SWITCH_QUIET / 4)
             await cancel_and_wait(reader)
             self._reader_task = None
-        await conn.close()
+        await conn.close(linger=False)  # a stopped source never reads again
 
     async def _find(self, source: int) -> None:
         """Candidate destinations, best first: the sites that say they wait for an incoming
