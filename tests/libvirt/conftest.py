@@ -1,5 +1,6 @@
 """Fixtures for the tests against real libvirt (tests/libvirt/hosts.py): two session daemons
-as two hosts, and the QEMU tests' guest as a domain on them.
+as two hosts, a system daemon of the tests' own, and the QEMU tests' guest as a domain on
+them.
 
 Skip/fail policy (tests/external.py): without libvirtd, virsh or QEMU these tests skip on a
 developer machine and fail under CI; with them present, a failure to start is a failure.
@@ -25,7 +26,15 @@ for folder in (_HERE, _HERE.parent / "qemu", _HERE.parent / "system"):
         sys.path.insert(0, str(folder))
 
 from guest_image import ImageBuildError, build_guest_image  # noqa: E402
-from hosts import LIBVIRTD, VIRSH, LibvirtGuest, SessionDaemon, copy_image  # noqa: E402
+from hosts import (  # noqa: E402
+    LIBVIRTD,
+    VIRSH,
+    Daemon,
+    LibvirtGuest,
+    SessionDaemon,
+    SystemDaemon,
+    copy_image,
+)
 
 from tests.external import call_failed, require  # noqa: E402
 
@@ -87,12 +96,20 @@ def hosts(libvirt_base: Path) -> Iterator[list[SessionDaemon]]:
             daemon.stop()
 
 
-@pytest.fixture
-def guest_factory(request: pytest.FixtureRequest, hosts: list[SessionDaemon],
-                  libvirt_base: Path) -> Generator[Callable[..., LibvirtGuest], None, None]:
-    """``make(name, start=True, **xml_options) -> LibvirtGuest``: a domain on the first host
-    (started, its agent up). Destroyed and undefined at teardown; on failure its logs are
-    printed."""
+@pytest.fixture(scope="module")
+def system_host(libvirt_base: Path) -> Iterator[SystemDaemon]:
+    """A privileged daemon (``qemu:///system``) of the module's own, in its own mount
+    namespace (hosts.py: SystemDaemon)."""
+    daemon = SystemDaemon(libvirt_base, f"{next(_modules)}s", HOST_UUIDS[0])
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def _guests(request: pytest.FixtureRequest, hosts: list[Daemon],
+            libvirt_base: Path) -> Generator[Callable[..., LibvirtGuest], None, None]:
     made: list[LibvirtGuest] = []
 
     def make(name: str, *, start: bool = True, **xml_options: object) -> LibvirtGuest:
@@ -109,6 +126,22 @@ def guest_factory(request: pytest.FixtureRequest, hosts: list[SessionDaemon],
                 print(guest.describe())
         for guest in made:
             guest.destroy()
+
+
+@pytest.fixture
+def guest_factory(request: pytest.FixtureRequest, hosts: list[SessionDaemon],
+                  libvirt_base: Path) -> Generator[Callable[..., LibvirtGuest], None, None]:
+    """``make(name, start=True, **xml_options) -> LibvirtGuest``: a domain on the first host
+    (started, its agent up). Destroyed and undefined at teardown; on failure its logs are
+    printed."""
+    yield from _guests(request, list(hosts), libvirt_base)
+
+
+@pytest.fixture
+def system_guest_factory(request: pytest.FixtureRequest, system_host: SystemDaemon,
+                         libvirt_base: Path) -> Generator[Callable[..., LibvirtGuest], None, None]:
+    """As :func:`guest_factory`, on the system daemon."""
+    yield from _guests(request, [system_host], libvirt_base)
 
 
 @pytest.fixture(autouse=True)

@@ -37,6 +37,8 @@ USER = "vdbtest"
 """The unprivileged user the session daemons run as."""
 LIBVIRTD = "/usr/sbin/libvirtd"
 VIRSH = "virsh"
+#: The QEMU user Debian's libvirt is built with.
+SYSTEM_QEMU_USER = "libvirt-qemu"
 START_TIMEOUT = 20.0
 
 
@@ -44,14 +46,14 @@ class LibvirtError(RuntimeError):
     """A daemon or virsh failed (the message has virsh's own words)."""
 
 
-def ensure_user() -> pwd.struct_passwd:
-    """The daemons' user, created if missing (left in place afterwards: ``userdel``)."""
+def ensure_user(name: str = USER) -> pwd.struct_passwd:
+    """A system user, created if missing (left in place afterwards: ``userdel``)."""
     try:
-        return pwd.getpwnam(USER)
+        return pwd.getpwnam(name)
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/false",
-                        USER], check=True, capture_output=True)
-        return pwd.getpwnam(USER)
+                        "--user-group", name], check=True, capture_output=True)
+        return pwd.getpwnam(name)
 
 
 def virsh(uri: str, *args: str, timeout: float = 60.0, check: bool = True) -> str:
@@ -96,6 +98,10 @@ class Daemon:
                 return
             time.sleep(0.05)
         os.kill(pid, signal.SIGKILL)
+
+    def host_path(self, path: str) -> Path:
+        """A path the daemon gave (a channel's socket) as the tests see it."""
+        return Path(path)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -166,6 +172,9 @@ class SystemDaemon(Daemon):
         return f"qemu+unix:///system?socket={self.socket}"
 
     def start(self) -> SystemDaemon:
+        # A privileged QEMU driver resolves its built-in default user and group first, even
+        # when qemu.conf names others (Debian's libvirt-daemon-system creates them).
+        ensure_user(SYSTEM_QEMU_USER)
         d = self.dir
         for sub in ("sock", "lib", "log", "cache", "etc", "etc/qemu"):
             (d / sub).mkdir(parents=True, exist_ok=True)
@@ -197,6 +206,15 @@ class SystemDaemon(Daemon):
         virsh(self.uri, "version", timeout=START_TIMEOUT)
         return self
 
+    #: Where the namespace's directories are, in the tests' view.
+    _MOUNTS = {"/var/lib/libvirt": "lib", "/var/log/libvirt": "log",
+               "/var/cache/libvirt": "cache", "/etc/libvirt": "etc"}
+
+    def host_path(self, path: str) -> Path:
+        for inside, outside in self._MOUNTS.items():
+            if path.startswith(inside + "/"):
+                return self.dir / outside / path[len(inside) + 1:]
+        return Path(path)
 
 
 def domain_xml(name: str, guest_dir: Path, logs: Path, *, agent_channel: bool = True,
@@ -325,7 +343,7 @@ class LibvirtGuest(GuestShell):
             path = channel_path(self.host.uri, self.name, CMD_PORT_NAME)
             if path is None:
                 raise VmError(f"{self.name}: no command channel on {self.host.name}")
-            self._channel = CommandChannel(path)
+            self._channel = CommandChannel(str(self.host.host_path(path)))
             self._channel_host = self.host
         return self._channel.run(script, stdin, timeout, timeout + 5.0)
 

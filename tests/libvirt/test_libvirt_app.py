@@ -1,5 +1,6 @@
 """The whole app on libvirt domains, as a user runs it: ``--vm NAME --libvirt URI``, on a
-host Xvfb (xclip plays the host's applications), the clipboard both ways in text and PNG;
+host Xvfb (xclip plays the host's applications), the clipboard both ways in text and PNG, on a
+session daemon and on a system daemon;
 ``--list-vms``; and the one-line errors of a VM that cannot be bridged."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hosts import LibvirtGuest, SessionDaemon
+from hosts import LibvirtGuest, SessionDaemon, channel_path
 from hostx import HostX, host_env, xvfb
 
 pytestmark = pytest.mark.libvirt
@@ -61,21 +62,21 @@ def desktop(tmp_path: Path) -> Iterator[str]:
         yield display
 
 
-def test_the_app_bridges_a_libvirt_domain_both_ways_text_and_png(
-    guest_factory: Callable[..., LibvirtGuest], desktop: str, tmp_path: Path,
-) -> None:
-    guest = guest_factory("lv-app")
-    a, b = guest.hosts
+def bridge_both_ways(guest: LibvirtGuest, uris: list[str], desktop: str,
+                     tmp_path: Path) -> None:
+    """Run the app on ``guest`` (``--vm NAME --libvirt URI...``) and copy text and a PNG each
+    way between the host's applications (xclip) and the guest's; the guest never sees the
+    host go."""
     host = HostX(desktop, tmp_path)
     env = host_env(desktop, tmp_path)
     env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"),
                PYTHONPATH=str(ROOT / "app"))
     log = tmp_path / "app.log"
+    sites = [arg for uri in uris for arg in ("--libvirt", uri)]
     with open(log, "wb") as out:
         app = subprocess.Popen(
-            [sys.executable, "-m", "vdagent_bridge", "--vm", guest.name, "--libvirt", a.uri,
-             "--libvirt", b.uri, "--no-tray", "--state-dir", str(tmp_path / "state"),
-             "--log-level", "info"],
+            [sys.executable, "-m", "vdagent_bridge", "--vm", guest.name, *sites,
+             "--no-tray", "--state-dir", str(tmp_path / "state"), "--log-level", "info"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         until(lambda: re.search(rf"{guest.name}: connected to {guest.name} on",
@@ -103,6 +104,28 @@ def test_the_app_bridges_a_libvirt_domain_both_ways_text_and_png(
             app.wait(5)
         if app.returncode not in (0, -15):
             print(log.read_text(errors="replace"))
+
+
+def test_the_app_bridges_a_session_domain_both_ways_text_and_png(
+    guest_factory: Callable[..., LibvirtGuest], desktop: str, tmp_path: Path,
+) -> None:
+    guest = guest_factory("lv-app")
+    bridge_both_ways(guest, [host.uri for host in guest.hosts], desktop, tmp_path)
+
+
+def test_the_app_bridges_a_system_domain_both_ways_text_and_png(
+    system_guest_factory: Callable[..., LibvirtGuest], desktop: str, tmp_path: Path,
+) -> None:
+    """A ``qemu:///system`` domain: QEMU runs as another user (root here) and its channel
+    socket is libvirt's, under /var/lib/libvirt; the app reaches the channel only through
+    the daemon (virDomainOpenChannel), never by the socket's path (the test's daemon lives in
+    its own mount namespace, where that path does not even exist for the app)."""
+    guest = system_guest_factory("lv-sys")
+    (system,) = guest.hosts
+    socket_path = channel_path(system.uri, guest.name, "com.redhat.spice.0")
+    assert socket_path is not None and socket_path.startswith("/var/lib/libvirt/qemu/channel/")
+    assert not Path(socket_path).exists()  # not in the app's view of the file system
+    bridge_both_ways(guest, [system.uri], desktop, tmp_path)
 
 
 def test_list_vms_names_each_domain_its_state_and_its_agent_channel(
