@@ -107,8 +107,9 @@ ROWS: list[tuple[Phase, Fact, Phase, list[type]]] = [
     (IDLE, MigrationStatus(0, COMPLETED), ENDED, [End]),  # it went by unseen
     (IDLE, MigrationStatus(0, FAILED), IDLE, []),
     (IDLE, MigrationStatus(1, RUNNING), IDLE, []),  # not the source
-    (IDLE, GuestStopped(0), IDLE, []),  # a pause
-    (IDLE, GuestResumed(0), IDLE, []),
+    (IDLE, GuestStopped(0), IDLE, [Hold]),  # a pause (a save starts with one)
+    (IDLE, GuestStopped(1), IDLE, []),  # not the source
+    (IDLE, GuestResumed(0), IDLE, []),  # not paused: nothing held
     (IDLE, DestinationsFound((1,)), IDLE, []),  # for an aborted migration
     (IDLE, LinkUp(7), IDLE, [Close]),  # a stale connect attempt
     (IDLE, LinkFailed(7, "refused"), IDLE, []),
@@ -301,6 +302,26 @@ def test_a_second_migration_starts_from_the_destination() -> None:
     machine.handle(GuestStopped(1, unread=0), T0)
     machine.handle(GuestResumed(0), T0)
     assert (machine.phase, machine.site, machine.link) == (IDLE, 0, 2)
+
+
+def test_a_paused_guest_gets_nothing_until_it_runs_again() -> None:
+    """A paused guest reads nothing; a save ends its QEMU with what the socket holds. So the
+    output waits in the session, and goes out when the guest runs (or with the session into
+    a restore)."""
+    machine = machine_in(IDLE)
+    assert kinds(machine.handle(GuestStopped(0), T0)) == [Hold]
+    assert machine.handle(GuestStopped(0), T0) == []  # paused twice: held once
+    assert machine.handle(GuestResumed(0), T0) == [Release(0)]
+    assert machine.handle(GuestResumed(0), T0) == []  # not paused any more
+    assert machine.phase is IDLE and not machine.paused
+
+
+def test_a_migration_of_a_paused_guest_holds_and_releases_as_migrations_do() -> None:
+    machine = machine_in(IDLE)
+    machine.handle(GuestStopped(0), T0)
+    assert kinds(machine.handle(MigrationStatus(0, RUNNING), T0)) == [Hold, FindDestinations]
+    assert kinds(machine.handle(MigrationStatus(0, FAILED), T0)) == [Release, WriteTo]
+    assert machine.phase is IDLE and not machine.paused
 
 
 def test_a_pause_of_the_source_while_preparing_is_not_the_final_stop() -> None:

@@ -6,8 +6,10 @@ connection of each host that may run the VM (docs/libvirt.md, observed with libv
 ==========================================  =========================================
 event on a host's connection                fact
 ==========================================  =========================================
-MIGRATION_ITERATION (source)                ``MigrationStatus(RUNNING)``
-LIFECYCLE SUSPENDED/MIGRATED (source)       ``GuestStopped``: the final copy
+MIGRATION_ITERATION (source), of a job      ``MigrationStatus(RUNNING)``
+that migrates out (not a save's)
+LIFECYCLE SUSPENDED (source)                ``GuestStopped``: MIGRATED: the final copy;
+                                            otherwise a pause (a save starts with one)
 JOB_COMPLETED, a migration out (source)     ``MigrationStatus(COMPLETED)``
 LIFECYCLE RESUMED (any detail)              ``GuestResumed`` (a destination: the switch;
                                             the source: the migration failed)
@@ -55,14 +57,19 @@ class LibvirtFacts:
 
     def lifecycle(self, event: int, detail: int) -> SiteFact | None:
         lv = self._lv
-        migrated = lv.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED
-        if event == lv.VIR_DOMAIN_EVENT_SUSPENDED and detail == migrated:
+        if event == lv.VIR_DOMAIN_EVENT_SUSPENDED:
             return GuestStopped(self.site, unread=None)
         if event == lv.VIR_DOMAIN_EVENT_RESUMED:
             return GuestResumed(self.site)
         return None
 
-    def iteration(self) -> SiteFact | None:
+    def iteration(self, operation: int | None = None) -> SiteFact | None:
+        """A migration iteration; ``operation`` is the running job's (None: unknown). A save
+        writes the guest's memory the same way (and reports iterations too), but no
+        destination will run it: that is not a migration to prepare for."""
+        lv = self._lv
+        if operation is not None and operation != lv.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
+            return None
         if self.outgoing:
             return None
         self.outgoing = True
@@ -120,8 +127,8 @@ async def follow_libvirt(hosts: api.Hosts, index: int, site: LibvirtSite,
             tell(facts.lifecycle(event, detail))
 
     def on_iteration(_conn: Any, domain: Any, _iteration: int, _opaque: Any) -> None:
-        if ours(domain):
-            tell(facts.iteration())
+        if ours(domain) and not facts.outgoing:
+            tell(facts.iteration(_job_operation(lv, domain)))
 
     def on_job_completed(_conn: Any, domain: Any, params: dict[str, Any],
                          _opaque: Any) -> None:
@@ -152,6 +159,16 @@ async def follow_libvirt(hosts: api.Hosts, index: int, site: LibvirtSite,
                 return
     finally:
         _deregister(lv, conn, ids)
+
+
+def _job_operation(lv: Any, domain: Any) -> int | None:
+    """The running job's operation (a migration, a save, ...); None when it cannot be told."""
+    try:
+        stats = domain.jobStats(0)
+    except lv.libvirtError:
+        return None
+    operation = stats.get("operation") if isinstance(stats, dict) else None
+    return operation if isinstance(operation, int) else None
 
 
 def _job_check(lv: Any, hosts: api.Hosts, site: LibvirtSite,

@@ -16,7 +16,8 @@ stopped, never reads again; the source's socket gets no EOF until the source QEM
 it has no sockets, no tasks and no clock (``now`` comes with each fact). The phases:
 
 ``IDLE``
-    No migration: the source is read and written.
+    No migration: the source is read and written (while its guest is paused, our output is
+    held: it could not read it, and a save would end its QEMU with it unread).
 ``PREPARING``
     The source reported a migration: our output is *held* (queued in the session, written
     nowhere, so nothing can be left unread in the source when it stops) while the drivers

@@ -49,6 +49,8 @@ class Switchover:
         self.followed = followed
         self._next_link = link + 1
         self._attempt: Attempt | None = None
+        #: The source's guest is paused outside a migration (our output held meanwhile).
+        self.paused = False
 
     # ---------------------------------------------------------------- queries
 

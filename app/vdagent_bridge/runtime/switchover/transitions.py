@@ -78,6 +78,7 @@ def _idle_status(machine: Switchover, fact: Fact, now: float, out: list[Command]
     if fact.progress is Progress.RUNNING:
         machine._attempt = Attempt(started=now)
         machine.phase = Phase.PREPARING
+        machine.paused = False  # the migration holds and releases from here
         out.append(Hold(machine.link))
         out.append(FindDestinations(machine.site))
         out.append(Note(logging.INFO, "a migration started; holding our output"))
@@ -86,6 +87,26 @@ def _idle_status(machine: Switchover, fact: Fact, now: float, out: list[Command]
         # elsewhere, and the source will never read again.
         machine._end(out, "the VM migrated before the bridge could prepare",
                      machine._other_site())
+
+
+def _idle_stopped(machine: Switchover, fact: Fact, now: float, out: list[Command]) -> None:
+    """The guest was paused (by its user, or for a save): it reads nothing until it runs
+    again, and a save ends its QEMU with whatever the socket still holds. So our output
+    waits in the session (it goes on with the session, into a restore too)."""
+    assert isinstance(fact, GuestStopped)
+    if fact.site != machine.site or machine.paused:
+        return
+    machine.paused = True
+    out.append(Hold(machine.link))
+    out.append(Note(logging.INFO, "the guest is paused; holding our output until it runs"))
+
+
+def _idle_resumed(machine: Switchover, fact: Fact, now: float, out: list[Command]) -> None:
+    assert isinstance(fact, GuestResumed)
+    if fact.site != machine.site or not machine.paused:
+        return
+    machine.paused = False
+    out.append(Release(machine.link))
 
 
 # PREPARING
@@ -290,8 +311,8 @@ def _writing_ended(machine: Switchover, fact: Fact, now: float, out: list[Comman
 
 TABLE: dict[tuple[Phase, type[Fact]], Handler] = {
     (Phase.IDLE, MigrationStatus): _idle_status,
-    (Phase.IDLE, GuestStopped): _ignore,  # a pause, or a STOP ahead of its migration's status
-    (Phase.IDLE, GuestResumed): _ignore,
+    (Phase.IDLE, GuestStopped): _idle_stopped,  # a pause (or a STOP ahead of its migration)
+    (Phase.IDLE, GuestResumed): _idle_resumed,
     (Phase.IDLE, DestinationsFound): _ignore,  # for a migration that was aborted
     (Phase.IDLE, LinkUp): _close_stale,
     (Phase.IDLE, LinkFailed): _ignore,
