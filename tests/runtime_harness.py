@@ -21,6 +21,7 @@ from vdagent_bridge.protocol import (
     Selection,
 )
 from vdagent_bridge.runtime import Site, VmRuntime
+from vdagent_bridge.state import StateStore
 
 TEXT = ClipboardType.UTF8_TEXT
 X_SELECTION = {Selection.CLIPBOARD: "clipboard", Selection.PRIMARY: "primary"}
@@ -47,10 +48,12 @@ def steady(delay: float) -> Callable[[], Iterator[float]]:
 class RuntimeHarness:
     """A running VmRuntime whose events land in :attr:`events`."""
 
-    def __init__(self, sites: list[Site], *, timeout: float = 10.0, delay: float = 0.05) -> None:
+    def __init__(self, sites: list[Site], *, timeout: float = 10.0, delay: float = 0.05,
+                 store: StateStore | None = None) -> None:
         self.timeout = timeout
         self.events: list[Event] = []
-        self.vm = VmRuntime("vm", sites, on_event=self.events.append, delays=steady(delay))
+        self.vm = VmRuntime("vm", sites, on_event=self.events.append, delays=steady(delay),
+                            store=store)
         self.task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> RuntimeHarness:

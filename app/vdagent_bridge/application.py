@@ -329,7 +329,7 @@ class Application(Controller):
         notice = runstate_notice(
             state, previous, migrated=runtime.migrations > vm.migrations_seen,
             where=self._where(vm), site=runtime.site, failure=runtime.failure,
-            reconnecting=vm.reconnecting,
+            reconnecting=vm.reconnecting, waiting=self._waiting(vm),
         )
         if state is Runstate.CONNECTED:
             vm.migrations_seen = runtime.migrations
@@ -395,7 +395,14 @@ class Application(Controller):
         return vm_detail(runtime.runstate, site=site, where=self._where(vm),
                          failure=runtime.failure,
                          follows_migrations=isinstance(site, LibvirtSite)
-                         or site.qmp is not None)
+                         or site.qmp is not None, waiting=self._waiting(vm))
+
+    @staticmethod
+    def _waiting(vm: _Vm) -> str | None:
+        """Why a libvirt VM waits to reconnect (libvirt knows: shut down, saved, gone...);
+        a QEMU socket's status line says what it knows itself."""
+        runtime = vm.runtime
+        return runtime.waiting_reason if isinstance(runtime.site, LibvirtSite) else None
 
     def _where(self, vm: _Vm) -> str:
         """Where a VM is connected, in words."""

@@ -323,10 +323,29 @@ class LibvirtGuest(GuestShell):
         self.host = to
         self._drop_channel()
 
+    def save(self, to: Path) -> None:
+        """``virsh save``: the guest's state to ``to`` (a file the daemon can write); the
+        domain is shut off (saved) after."""
+        virsh(self.host.uri, "save", self.name, str(to), timeout=120)
+        self._drop_channel()
+
+    def restore(self, source: Path) -> None:
+        """``virsh restore``: the domain runs again from ``source``."""
+        virsh(self.host.uri, "restore", str(source), timeout=120)
+
+    def managed_save(self) -> None:
+        """``virsh managedsave`` (what libvirt-guests does at host shutdown)."""
+        virsh(self.host.uri, "managedsave", self.name, timeout=120)
+        self._drop_channel()
+
+    def start_saved(self) -> None:
+        """``virsh start`` of a managed-saved domain: restored from its image."""
+        virsh(self.host.uri, "start", self.name, timeout=120)
+
     def destroy(self) -> None:
         for host in self.hosts:
             virsh(host.uri, "destroy", self.name, check=False, timeout=30)
-            virsh(host.uri, "undefine", self.name, check=False, timeout=30)
+            virsh(host.uri, "undefine", "--managed-save", self.name, check=False, timeout=30)
         self._drop_channel()
 
     # ---------------------------------------------------------------- guest shell

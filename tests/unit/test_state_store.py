@@ -66,6 +66,8 @@ def test_missing_state_is_none(tmp_path: Path) -> None:
         json.dumps({"schema_version": 99, "vm": "vm", "saved_at": 1, "session": {}}).encode(),
         json.dumps({"schema_version": 1, "vm": "other", "saved_at": 1, "session": {}}).encode(),
         json.dumps({"schema_version": 1, "vm": "vm", "saved_at": 1}).encode(),
+        json.dumps({"schema_version": 1, "vm": "vm", "saved_at": 1, "session": {},
+                    "saved_with": 7}).encode(),
     ],
 )
 def test_a_corrupted_state_file_is_kept_aside_and_the_vm_starts_fresh(
@@ -111,6 +113,23 @@ def test_export_then_import_hands_a_conversation_to_another_instance(tmp_path: P
     session = HostSession.restore(loaded.session, 0.0)
     assert session.owner(Selection.CLIPBOARD) is Owner.GUEST
     assert there.load("vm-dst") is not None
+
+
+def test_the_conversation_a_vm_was_saved_with_is_kept_with_its_state(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.save("vm", HostSession().snapshot(0.0), saved_with="c0ffee")
+    loaded = store.load("vm")
+    assert loaded is not None and loaded.saved_with == "c0ffee"
+    store.save("vm", HostSession().snapshot(0.0))  # talked to since: no longer saved with it
+    loaded = store.load("vm")
+    assert loaded is not None and loaded.saved_with is None
+
+
+def test_an_exported_conversation_is_not_one_a_saved_vm_continues(tmp_path: Path) -> None:
+    here = StateStore(tmp_path / "here")
+    here.save("vm", HostSession().snapshot(0.0), saved_with="c0ffee")
+    exported = here.export("vm", tmp_path / "handover.json")
+    assert StateStore(tmp_path / "there").import_(exported).saved_with is None
 
 
 def test_export_without_state_is_an_error(tmp_path: Path) -> None:

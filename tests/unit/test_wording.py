@@ -59,6 +59,14 @@ def test_the_status_line_says_where_or_why_not(tmp_path: Path) -> None:
     domain = LibvirtSite("qemu:///system", "win11")
     assert vm_detail(W, site=domain, follows_migrations=True, **kw) == \
         "trying win11 on qemu:///system"  # type: ignore[arg-type]
+    assert vm_detail(W, site=domain, follows_migrations=True, waiting="the VM was forced off",
+                     **kw) == "the VM was forced off; retrying"  # type: ignore[arg-type]
+
+
+def test_a_disconnect_with_a_known_cause_says_it() -> None:
+    assert runstate_notice(W, C, migrated=False, where="x", site=Site(AGENT), failure=None,
+                           reconnecting=False, waiting="the VM shut down") == (
+        "disconnected: the VM shut down; reconnecting when it is back", Level.WARNING)
 
 
 def test_levels_of_log_levels() -> None:

@@ -46,6 +46,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -67,6 +68,7 @@ from .conversation import Conversation
 from .filesend import ANSWER_TIMEOUT, FileProgress, FileTransfers, send_files
 from .gate import OutputGate
 from .links import open_link
+from .restore import judge_restore
 from .switchover import Switched
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,13 @@ class VmRuntime(AgentCommands):
         self._closers: set[asyncio.Task[None]] = set()
         self._answered = False
         self._unanswered = False
+        #: The conversation in progress (a new one at each fresh connect): a libvirt domain
+        #: carries it as a mark, so that its restore can tell it is ours (runtime/restore.py).
+        self.conversation_id: str | None = None
+        #: The conversation a saved VM was saved with, kept (here and on disk) for its restore.
+        self.saved_with: str | None = None
+        #: Why the runtime waits to connect again (None: it does not), in words.
+        self.waiting_reason: str | None = None
         #: The high-water mark of the output to the guest, shared by every connection of
         #: this VM (they share the session's queue): see :meth:`wait_writable`.
         self.gate = OutputGate(self._backlog)
@@ -288,6 +297,7 @@ class VmRuntime(AgentCommands):
         delays = self._delays()
         while not self._stopping.is_set():
             self._set_runstate(Runstate.CONNECTING)
+            fresh = self._judge_restore(fresh)
             conn = self._new_connection()
             self._opening = conn
             try:
@@ -316,6 +326,9 @@ class VmRuntime(AgentCommands):
                 await conn.close()
                 break
             self.connections += 1
+            self.waiting_reason = None
+            if fresh or self.conversation_id is None:
+                self._new_conversation()
             self._answered = not fresh  # a continuation needs no caps answer
             self._unanswered = False
             log.info(
@@ -325,6 +338,11 @@ class VmRuntime(AgentCommands):
             reason = await self._converse(conn)
             if self._stopping.is_set():
                 break
+            if self._was_saved():
+                reason = "the VM was saved; its conversation is kept for its restore"
+                self._save_now()
+            else:
+                reason = self._why_down() or reason
             fresh = True
             delay = next(delays)
             if self._answered:
@@ -340,6 +358,69 @@ class VmRuntime(AgentCommands):
             qmp_note = "" if followed else " (no QMP: the next connection starts fresh)"
             await self._wait(delay, f"{reason}{qmp_note}")
         self._set_runstate(Runstate.IDLE)
+
+    def _new_conversation(self) -> None:
+        """A fresh conversation: a new id, marked in a libvirt domain's live definition."""
+        self.conversation_id = uuid.uuid4().hex
+        site = self.site
+        if isinstance(site, LibvirtSite):
+            from .libvirt import api, saves
+
+            hosts = self._libvirt_hosts()
+            assert isinstance(hosts, api.Hosts)
+            saves.set_mark(hosts, site, self.conversation_id)
+
+    def _was_saved(self) -> bool:
+        """After a conversation ended: whether the VM was saved (then its conversation is
+        kept for the restore)."""
+        site = self.site
+        if not isinstance(site, LibvirtSite) or self.conversation_id is None:
+            return False
+        from .libvirt import api, saves
+
+        hosts = self._libvirt_hosts()
+        if not isinstance(hosts, api.Hosts) or not saves.was_saved(hosts, site):
+            return False
+        self.saved_with = self.conversation_id
+        return True
+
+    def _why_down(self) -> str | None:
+        """After a libvirt domain's conversation ended: why, from the domain's state."""
+        site = self.site
+        if not isinstance(site, LibvirtSite):
+            return None
+        from .libvirt import api
+
+        hosts = self._libvirt_hosts()
+        return api.why_down(hosts, site) if isinstance(hosts, api.Hosts) else None
+
+    def _judge_restore(self, fresh: bool) -> bool:
+        """Before a connect: a saved VM that is being restored continues the conversation
+        it was saved with, when it is ours and the guest has not run yet (runtime/restore.py);
+        whether the connect is fresh."""
+        site = self.site
+        if not isinstance(site, LibvirtSite):
+            return fresh
+        from .libvirt import api, saves
+
+        hosts = self._libvirt_hosts()
+        assert isinstance(hosts, api.Hosts)
+        try:
+            domain = hosts.domain(site)
+            if not domain.isActive():
+                return fresh  # still saved: the connect fails, and we wait for the restore
+        except (api.LibvirtError, api.load().libvirtError):
+            return fresh
+        mark, restoring = saves.mark_of(domain), saves.restoring(domain)
+        if self.saved_with is None and not (restoring and mark is not None):
+            return fresh  # nothing kept, and no saved conversation of anyone's either
+        verdict = judge_restore(self.saved_with, mark, restoring)
+        log.info("%s: the VM starts from a saved state: %s", self.name,
+                 verdict.why if verdict.resume else f"a fresh connect: {verdict.why}")
+        self.saved_with = None
+        if verdict.resume:
+            return False
+        return True
 
     async def _converse(self, conn: AgentConnection) -> str:
         """Run the conversation over ``conn`` until it is lost; why it ended."""
@@ -405,10 +486,33 @@ class VmRuntime(AgentCommands):
                                else Runstate.CONNECTED)
 
     async def _wait(self, delay: float, reason: str) -> None:
+        """Wait ``delay`` s before the next connect, or less: until :meth:`stop`, or until
+        a libvirt domain of the VM starts (a restore must be met while it loads)."""
+        self.waiting_reason = reason
         self._set_runstate(Runstate.WAITING)
         log.info("%s: reconnecting in %.1f s: %s", self.name, delay, reason)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
+        with self._watch_starts() as started:
+            waits = [asyncio.ensure_future(self._stopping.wait())]
+            if started is not None:
+                waits.append(asyncio.ensure_future(started.wait()))
+            try:
+                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+
+    @contextlib.contextmanager
+    def _watch_starts(self) -> Iterator[asyncio.Event | None]:
+        libvirt_sites = [site for site in self.sites if isinstance(site, LibvirtSite)]
+        hosts = self._libvirt_hosts()
+        if not libvirt_sites or hosts is None:
+            yield None
+            return
+        from .libvirt import saves
+
+        with saves.watch_starts(hosts, libvirt_sites) as started:  # type: ignore[arg-type]
+            yield started
 
     async def stop(self) -> None:
         """Ask :meth:`run` to end (it returns after closing the connection)."""
@@ -437,12 +541,20 @@ class VmRuntime(AgentCommands):
             log.error("%s: the saved conversation cannot be used (%s); starting fresh "
                       "(the file is kept as %s)", self.name, err, kept)
             return
-        log.info("%s: loaded the saved conversation", self.name)
+        self.saved_with = loaded.saved_with
+        log.info("%s: loaded the saved conversation%s", self.name,
+                 " (the VM was saved with it)" if self.saved_with else "")
 
     def _handle_event(self, event: Event) -> None:
         self.file_transfers.handle(event)
         if isinstance(event, CapabilitiesReceived):
             self._answered = True
+        elif isinstance(event, CapabilitiesTimedOut) and self._agent_not_up_yet():
+            # The guest has not opened its port (the VM is booting): it reads our announce
+            # when its agent starts, and answers then (a late answer is taken). Dropping the
+            # connection now would only race the agent's start with our own close.
+            log.info("%s: the guest agent has not opened its port yet; waiting for it",
+                     self.name)
         elif isinstance(event, CapabilitiesTimedOut):
             # No answer to our announce: no agent yet, or a guest whose parser is still in
             # the middle of a message from the previous connection. Only a disconnect it can
@@ -458,6 +570,16 @@ class VmRuntime(AgentCommands):
         if self._on_event is not None:
             self._on_event(event)
         self._schedule_save()
+
+    def _agent_not_up_yet(self) -> bool:
+        """Whether the guest's agent has surely not opened its port (libvirt tells)."""
+        site = self.site
+        if not isinstance(site, LibvirtSite):
+            return False
+        from .libvirt import api
+
+        hosts = self._libvirt_hosts()
+        return isinstance(hosts, api.Hosts) and api.guest_port_open(hosts, site) is False
 
     def _handle_error(self, err: RemoteProtocolError) -> None:
         self.protocol_errors += 1
@@ -485,7 +607,8 @@ class VmRuntime(AgentCommands):
         if self.store is None:
             return
         try:
-            self.store.save(self.name, self.session.snapshot(self.now()))
+            self.store.save(self.name, self.session.snapshot(self.now()),
+                            saved_with=self.saved_with)
         except StateError:
             self._schedule_save()  # events are still being handed out: try again shortly
         except OSError as err:

@@ -46,6 +46,9 @@ class Loaded:
     vm: str
     saved_at: float
     session: dict[str, Any]
+    #: The conversation the VM was saved with (``virsh save``, managed save), kept for its
+    #: restore (runtime/restore.py); None when the VM was not saved while we talked to it.
+    saved_with: str | None = None
 
 
 def _file_name(vm: str) -> str:
@@ -64,11 +67,11 @@ class StateStore:
     def path(self, vm: str) -> Path:
         return self.directory / _file_name(vm)
 
-    def save(self, vm: str, session: dict[str, Any]) -> Path:
+    def save(self, vm: str, session: dict[str, Any], *, saved_with: str | None = None) -> Path:
         """Write ``vm``'s state atomically. Raises OSError if the disk refuses."""
         ensure_private_dir(self.directory)
         target = self.path(vm)
-        write_atomic(target, _document(vm, session))
+        write_atomic(target, _document(vm, session, saved_with))
         return target
 
     def load(self, vm: str) -> Loaded | None:
@@ -101,7 +104,10 @@ class StateStore:
             raise StoreError(f"state file {path} lacks the session state")
         if expect_vm is not None and vm != expect_vm:
             raise StoreError(f"state file {path} belongs to VM {vm!r}, not {expect_vm!r}")
-        return Loaded(vm, float(saved_at), session)
+        saved_with = document.get("saved_with")
+        if saved_with is not None and not isinstance(saved_with, str):
+            raise StoreError(f"state file {path}: saved_with is not a string")
+        return Loaded(vm, float(saved_at), session, saved_with)
 
     def set_aside(self, vm: str) -> Path:
         """Move ``vm``'s state file aside (kept for inspection); the VM starts fresh."""
@@ -142,11 +148,13 @@ class StateStore:
         return Loaded(name, loaded.saved_at, loaded.session)
 
 
-def _document(vm: str, session: dict[str, Any]) -> bytes:
-    document = {
+def _document(vm: str, session: dict[str, Any], saved_with: str | None = None) -> bytes:
+    document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "vm": vm,
         "saved_at": time.time(),
         "session": session,
     }
+    if saved_with is not None:
+        document["saved_with"] = saved_with
     return json.dumps(document, separators=(",", ":")).encode("utf-8")

@@ -23,12 +23,13 @@ def runstate_notice(
     site: VmSite,
     failure: str | None,
     reconnecting: bool,
+    waiting: str | None = None,
 ) -> tuple[str, Level] | None:
     """The notification for a VM going from ``previous`` to ``state`` (None: none).
 
     ``migrated``: a migration completed since the VM was last shown connected; ``where`` the
     place it is connected to, in words; ``reconnecting``: the user asked for the reconnect,
-    so the disconnect is no news.
+    so the disconnect is no news; ``waiting``: why the runtime waits to reconnect.
     """
     if state is Runstate.CONNECTED:
         if previous is Runstate.MIGRATING:
@@ -39,6 +40,8 @@ def runstate_notice(
         return f"connected to {where}", Level.INFO
     if state is Runstate.WAITING and previous in (Runstate.CONNECTED, Runstate.MIGRATING):
         if not reconnecting:
+            if waiting:
+                return f"disconnected: {waiting}; reconnecting when it is back", Level.WARNING
             return "disconnected; reconnecting when the agent port is back", Level.WARNING
         return None
     if state is Runstate.FAILED:
@@ -47,8 +50,9 @@ def runstate_notice(
 
 
 def vm_detail(state: Runstate, *, site: VmSite, where: str, failure: str | None,
-              follows_migrations: bool) -> str:
-    """The second line of a VM's status: where it is, or why it is not there."""
+              follows_migrations: bool, waiting: str | None = None) -> str:
+    """The second line of a VM's status: where it is, or why it is not there (``waiting``:
+    why the runtime waits to connect again)."""
     if state is Runstate.FAILED:
         return failure or ""
     if state is Runstate.MIGRATING:
@@ -57,6 +61,8 @@ def vm_detail(state: Runstate, *, site: VmSite, where: str, failure: str | None,
         if isinstance(site, Site) and site.agent.kind == "unix" \
                 and not os.path.exists(site.agent.path):
             return f"no agent socket at {site.agent.path} (is the VM running?)"
+        if waiting:
+            return f"{waiting}; retrying"
         return f"trying {describe(site)}"
     if state is Runstate.CONNECTED:
         return where + (" (following migrations)" if follows_migrations else "")

@@ -154,7 +154,10 @@ class Hosts:
         try:
             return conn.lookupByName(site.domain)
         except lv.libvirtError as err:
-            raise error_of(err, f"no domain {site.domain} on {site.uri}") from err
+            if err.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
+                raise error_of(err, f"no domain {site.domain} on {site.uri}") from err
+            self._drop(site.uri)  # the connection itself failed: open anew next time
+            raise error_of(err, f"lost the connection to libvirt at {site.uri}") from err
 
     def _drop(self, uri: str) -> None:
         conn = self._connections.pop(uri, None)
@@ -255,3 +258,54 @@ async def open_channel(hosts: Hosts, site: LibvirtSite) -> Any:
                        f"{site.uri}") from err
     await asyncio.sleep(0)
     return stream
+
+
+def why_down(hosts: Hosts, site: LibvirtSite) -> str | None:
+    """Why the domain's channel went away, in words, from what libvirt says of the domain
+    now (None: it seems to run; the caller's own reason stands)."""
+    lv = load()
+    try:
+        domain = hosts.domain(site)
+        state, reason = domain.state()
+    except LibvirtError as err:
+        if err.errno == errno.ENOENT:
+            return f"domain {site.domain} is gone from {site.uri} (undefined or renamed)"
+        return err.strerror
+    except lv.libvirtError as err:
+        return error_of(err, f"cannot ask {site.uri} about {site.domain}").strerror
+    return state_words(lv, state, reason)
+
+
+def state_words(lv: Any, state: int, reason: int) -> str | None:
+    """A stopped domain's state and reason, as a cause (None: it is not stopped)."""
+    if state == lv.VIR_DOMAIN_SHUTOFF:
+        return {
+            lv.VIR_DOMAIN_SHUTOFF_SHUTDOWN: "the VM shut down",
+            lv.VIR_DOMAIN_SHUTOFF_DESTROYED: "the VM was forced off",
+            lv.VIR_DOMAIN_SHUTOFF_CRASHED: "the VM crashed",
+            lv.VIR_DOMAIN_SHUTOFF_SAVED: "the VM was saved",
+            lv.VIR_DOMAIN_SHUTOFF_MIGRATED: "the VM migrated to another host",
+            lv.VIR_DOMAIN_SHUTOFF_FAILED: "the VM failed to start",
+        }.get(reason, "the VM is shut off")
+    if state == lv.VIR_DOMAIN_CRASHED:
+        return "the VM crashed"
+    if state == lv.VIR_DOMAIN_SHUTDOWN:
+        return "the VM is shutting down"
+    return None
+
+
+def guest_port_open(hosts: Hosts, site: LibvirtSite) -> bool | None:
+    """Whether the guest has opened its end of the agent channel (its agent runs), as the
+    live XML's ``<target state=...>`` says (libvirt follows QEMU's VSERPORT_CHANGE); None
+    when it cannot be told."""
+    lv = load()
+    try:
+        tree = ET.fromstring(hosts.domain(site).XMLDesc(0))
+    except (LibvirtError, lv.libvirtError, ET.ParseError):
+        return None
+    for channel in tree.iter("channel"):
+        target = channel.find("target")
+        if target is not None and target.get("name") == AGENT_CHANNEL:
+            state = target.get("state")
+            return None if state is None else state == "connected"
+    return None
