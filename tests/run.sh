@@ -25,6 +25,9 @@ DEBIAN_PACKAGES=(
 # The libvirt tests (tests/libvirt) run their own session daemons; libvirt-python (in the
 # test extra) builds against libvirt-dev with pkg-config.
 DEBIAN_PACKAGES+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config)
+# The remote libvirt tests (tests/libvirt/test_libvirt_remote.py) reach a session daemon over
+# qemu+ssh:// through their own sshd on localhost; with socket= libvirt runs nc -U there.
+DEBIAN_PACKAGES+=(openssh-server openssh-client netcat-openbsd)
 
 # The real-QEMU migration tests (tests/qemu) need QEMU and what goes into the guest image.
 mapfile -t QEMU_PACKAGES < <(python3 tests/qemu/guest_image.py --packages)

@@ -13,6 +13,13 @@ runs several loops in turn; the app runs one). Every libvirt call is made on the
 thread: libvirtaio is not thread-safe (a blocking call in another thread holds the
 connection while the loop misses its events).
 
+Remote URIs never prompt: libvirt's ``ssh`` transport runs the ``ssh`` program, which asks
+for a password or a key's passphrase on the terminal (or through ``SSH_ASKPASS`` on a
+desktop) and so would block the loop's thread until someone answers, at every reconnect.
+:func:`connect` opens such URIs with ``no_tty=1`` (ssh's ``BatchMode``) unless the URI sets
+``no_tty`` itself: a key that needs a passphrase without an agent, an unknown host key or a
+refused login is then one line at once.
+
 Errors become :class:`LibvirtError`, an ``OSError`` whose ``strerror`` is one line for the
 user: the runtime retries them with back-off like a missing socket, except
 :class:`LibvirtDenied` (authentication, access), which retrying cannot fix.
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from types import ModuleType
@@ -110,6 +118,36 @@ def error_of(err: BaseException, doing: str) -> LibvirtError:
     return LibvirtError(errno.ECONNREFUSED, text)
 
 
+def non_interactive(uri: str) -> str:
+    """``uri`` as the bridge opens it: with ``no_tty=1`` for libvirt's ``ssh`` transport
+    (``driver+ssh://``), unless the URI says ``no_tty`` already (see the module docstring).
+    Other URIs are returned as they are (the ``libssh``/``libssh2`` transports ask through
+    an auth callback, and :func:`connect` gives none)."""
+    scheme, sep, _ = uri.partition("://")
+    _, plus, transport = scheme.partition("+")
+    if not sep or not plus or transport != "ssh":
+        return uri
+    query = urllib.parse.urlsplit(uri).query
+    if any(name == "no_tty" for name, _ in urllib.parse.parse_qsl(query,
+                                                                   keep_blank_values=True)):
+        return uri
+    return f"{uri}{'&' if query else '?'}no_tty=1"
+
+
+def connect(uri: str) -> Any:
+    """A new connection to ``uri``, never prompting (:func:`non_interactive`).
+
+    :raises LibvirtError: unreachable, refused, not a libvirt URI (the message names ``uri``
+        as the user gave it).
+    :raises LibvirtUnavailable: no libvirt-python.
+    """
+    lv = load()
+    try:
+        return lv.open(non_interactive(uri))
+    except lv.libvirtError as err:
+        raise error_of(err, f"cannot connect to libvirt at {uri}") from err
+
+
 class Hosts:
     """The libvirt connections of one VM runtime, one per URI, opened when first needed and
     closed by :meth:`close` (a connection carries every stream and event of its host)."""
@@ -133,10 +171,7 @@ class Hosts:
             except lv.libvirtError:
                 pass
             self._drop(uri)
-        try:
-            conn = lv.open(uri)
-        except lv.libvirtError as err:
-            raise error_of(err, f"cannot connect to libvirt at {uri}") from err
+        conn = connect(uri)
         try:
             conn.setKeepAlive(5, 3)  # a remote host that goes away is noticed in ~20 s
         except lv.libvirtError:

@@ -37,11 +37,7 @@ class DomainInfo:
 
 
 def _open(uri: str) -> object:
-    lv = api.load()
-    try:
-        return lv.open(uri)
-    except lv.libvirtError as err:
-        raise api.error_of(err, f"cannot connect to libvirt at {uri}") from err
+    return api.connect(uri)
 
 
 def list_domains(uri: str) -> list[DomainInfo]:
