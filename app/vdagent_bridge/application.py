@@ -404,10 +404,9 @@ class Application(Controller):
         return describe(vm.runtime.site)
 
     def desktop_note(self) -> DesktopNote | None:
-        return desktop_note(os.environ, QGuiApplication.platformName(),
+        return desktop_note(self.options.backend, QGuiApplication.platformName(),
                             selection=self._clipboard.supportsSelection(),
-                            tray=self._tray_exists,
-                            chose_xwayland=self.options.xwayland)
+                            tray=self._tray_exists)
 
     def switches(self, name: str) -> Mapping[str, bool]:
         """A VM's switches."""
