@@ -3,7 +3,8 @@
 Qt aborts with a core dump where it has no display, so that is checked first
 (:func:`display_problem`, one readable line instead). Then the clipboard backend is chosen
 (:func:`choose_backend`: the compositor is asked what it offers, and the environment Qt reads
-at start is set accordingly) and said in the log. :func:`run_app` then creates the
+at start is set accordingly) and said in the log; a display that goes away later ends the
+app with one line of ours (:func:`display_gone`). :func:`run_app` then creates the
 QApplication with the app's identity (the desktop file's id, the icon) and runs the
 :class:`~vdagent_bridge.application.Application` on a qasync loop until it quits; Ctrl+C and
 SIGTERM quit it the orderly way.
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 
-from PySide6.QtCore import qVersion
+from PySide6.QtCore import QMessageLogContext, QtMsgType, qInstallMessageHandler, qVersion
 from PySide6.QtWidgets import QApplication
 from qasync import QEventLoop  # after PySide6: qasync uses the Qt binding already imported
 from qasync import run as qasync_run
@@ -71,6 +72,37 @@ def _qt_version() -> tuple[int, ...]:
     return tuple(int(part) for part in qVersion().split(".")[:2])
 
 
+#: What Qt says, just before it exits the process, when its display connection breaks
+#: (QtWayland ``QWaylandDisplay::checkWaylandError``, xcb ``QXcbConnection``).
+_DISPLAY_GONE = {
+    "The Wayland connection broke": "the Wayland compositor went away",
+    "The X11 connection broke": "the X server went away",
+}
+
+
+def display_gone(message: str) -> str | None:
+    """The one line the user reads when Qt reports its display connection broken (Qt then
+    ends the process itself), or None for any other Qt message."""
+    for start, what in _DISPLAY_GONE.items():
+        if message.startswith(start):
+            return f"vdagent-bridge: {what} ({message.strip()}); quitting"
+    return None
+
+
+def _qt_messages(mode: QtMsgType, context: QMessageLogContext, message: str) -> None:
+    """Qt's messages, as Qt's own handler prints them, except the display's end: ours, one
+    line (Qt exits right after, without the orderly shutdown)."""
+    line = display_gone(message)
+    if line is None:
+        category = context.category
+        line = message if not category or category == "default" else f"{category}: {message}"
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def run_app(options: Options) -> int:
     """Create the QApplication, run the app on a qasync loop, return its exit status.
 
@@ -81,6 +113,7 @@ def run_app(options: Options) -> int:
     for line in choice.details:
         log.info("  %s", line)
     options = replace(options, backend=choice)
+    qInstallMessageHandler(_qt_messages)
     existing = QApplication.instance()
     # argv[0] names the X11 WM_CLASS instance: "vdagent-bridge", not "__main__.py".
     app = existing if isinstance(existing, QApplication) else QApplication(["vdagent-bridge"])

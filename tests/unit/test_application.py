@@ -31,7 +31,7 @@ from vdagent_bridge.display import Backend, BackendError, Override  # noqa: E402
 from vdagent_bridge.options import Options, Overrides  # noqa: E402
 from vdagent_bridge.protocol import Selection  # noqa: E402
 from vdagent_bridge.runtime import Endpoint, Runstate, Site  # noqa: E402
-from vdagent_bridge.startup import choose_backend, display_problem  # noqa: E402
+from vdagent_bridge.startup import choose_backend, display_gone, display_problem  # noqa: E402
 from vdagent_bridge.state import AppPaths  # noqa: E402
 from vdagent_bridge.state.config import Policy, VmConfig  # noqa: E402
 from vdagent_bridge.state.settings import AUTOSTART_FILE  # noqa: E402
@@ -808,3 +808,13 @@ def test_a_backend_that_cannot_run_here_is_one_line_before_qt_starts(
     assert main(["--state-dir", str(tmp_path / "s"), "--clipboard-backend", "wayland"]) == 2
     assert capsys.readouterr().err == ("vdagent-bridge: --clipboard-backend wayland: no "
                                        "Wayland display (WAYLAND_DISPLAY is unset)\n")
+
+
+def test_a_display_that_breaks_is_one_line_of_ours() -> None:
+    assert display_gone("The Wayland connection broke. Did the Wayland compositor die?") == (
+        "vdagent-bridge: the Wayland compositor went away (The Wayland connection broke. Did "
+        "the Wayland compositor die?); quitting")
+    assert display_gone("The X11 connection broke (error 1). Did the X11 server die?\n") == (
+        "vdagent-bridge: the X server went away (The X11 connection broke (error 1). Did the "
+        "X11 server die?); quitting")
+    assert display_gone("QSocketNotifier: Invalid socket") is None

@@ -327,10 +327,12 @@ class Sway(Compositor):
 
     def close(self) -> None:
         super().close()
-        if self._sway_pid is not None:
-            os.kill(self._sway_pid, signal.SIGTERM)
-            if not _wait_gone(self._sway_pid, 10):
-                os.kill(self._sway_pid, signal.SIGKILL)
+        pid, self._sway_pid = self._sway_pid, None  # closing twice is fine
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                if not _wait_gone(pid, 10):
+                    os.kill(pid, signal.SIGKILL)
         if self._runuser is not None:
             _stop(self._runuser)
         shutil.rmtree(getattr(self, "_runtime", ""), ignore_errors=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from agent_stack import AgentStack, GuestCommandError
 from compositors import Compositor, Sway
-from session import SETTLE, SessionApp, WaylandHost, environment_of, png, png_size, until
+from session import SETTLE, TIMEOUT, SessionApp, WaylandHost, environment_of, png, png_size, until
 
 pytestmark = pytest.mark.wayland
 
@@ -182,3 +182,23 @@ def test_under_xwayland_a_refused_read_leaves_the_guest_its_clipboard(
     compositor.focus_x11_window()
     until(lambda: guest_paste(agent_stack) == b"a Wayland copy the compositor hides from X11",
           "the Wayland copy, read when the guest pasted with an X11 window focused")
+
+
+def test_the_compositor_going_away_ends_the_app_with_one_line(
+    compositor: Compositor, agent_stack: AgentStack, tmp_path: Path,
+) -> None:
+    """A compositor of the same kind of this test's own, stopped under the running app."""
+    doomed = type(compositor)(tmp_path / "doomed")
+    (tmp_path / "doomed").mkdir()
+    doomed.start()
+    try:
+        app = SessionApp(doomed, agent_stack, tmp_path / "app", [])
+        doomed.close()
+        app.proc.wait(TIMEOUT)
+    finally:
+        doomed.close()
+    lines = app.log().splitlines()
+    assert app.proc.returncode != 0
+    assert lines[-1] == ("vdagent-bridge: the Wayland compositor went away (The Wayland "
+                         "connection broke. Did the Wayland compositor die?); quitting")
+    assert not any("Traceback" in line for line in lines)
