@@ -26,9 +26,9 @@ DEBIAN_PACKAGES=(
 # test extra) builds against libvirt-dev with pkg-config.
 DEBIAN_PACKAGES+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config)
 
-# The Wayland tests (tests/wayland) run headless sway and KWin with XWayland, wl-clipboard,
+# The Wayland tests (tests/wayland) run headless sway, KWin and mutter with XWayland, wl-clipboard,
 # and xterm / wtype for focus and the seat's keyboard.
-DEBIAN_PACKAGES+=(sway xwayland wl-clipboard grim wtype foot kwin-wayland xterm)
+DEBIAN_PACKAGES+=(sway xwayland wl-clipboard grim wtype foot kwin-wayland xterm mutter)
 
 # The real-QEMU migration tests (tests/qemu) need QEMU and what goes into the guest image.
 mapfile -t QEMU_PACKAGES < <(python3 tests/qemu/guest_image.py --packages)

@@ -49,6 +49,7 @@ X11_CLASS = "VdbXTerm"
 PROGRAMS = {
     "sway": ("sway", "Xwayland", "swaymsg", "wtype", "xhost", "runuser"),
     "kwin": ("kwin_wayland", "Xwayland", "dbus-run-session", "dbus-send"),
+    "mutter": ("mutter", "Xwayland", "dbus-run-session"),
 }
 COMMON_PROGRAMS = ("wl-copy", "wl-paste", "xclip", "xterm")
 
@@ -150,6 +151,10 @@ class Compositor:
             time.sleep(0.2)
 
     # ------------------------------------------------------------ per compositor
+
+    def start(self) -> Compositor:
+        """Start the compositor, XWayland and the focus window; returns self."""
+        raise NotImplementedError
 
     def focus_x11_window(self) -> None:
         raise NotImplementedError
@@ -485,6 +490,77 @@ class KWin(Compositor):
             except subprocess.TimeoutExpired:
                 os.killpg(self._session.pid, signal.SIGKILL)  # the group this test made
                 self._session.wait(5)
+        shutil.rmtree(getattr(self, "_runtime", ""), ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- mutter
+
+
+class Mutter(Compositor):
+    """GNOME's mutter 43 ``--headless --virtual-monitor`` with XWayland, in its own D-Bus
+    session. Only what the backend choice needs: its seat has no keyboard (no input device,
+    and no virtual-keyboard protocol for clients), so no Wayland client here can own or read
+    its clipboard ("This seat has no keyboard", says wl-clipboard); a keyboard would take a
+    RemoteDesktop session over mutter's D-Bus API."""
+
+    kind = "mutter"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self._session: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mutter:
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> Mutter:
+        runtime = Path(tempfile.mkdtemp(prefix="vdb-mutter-"))
+        runtime.chmod(0o700)
+        self._runtime = runtime
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS",
+                            "QT_QPA_PLATFORM", "XAUTHORITY")}
+        env["XDG_RUNTIME_DIR"] = str(runtime)
+        with open(self.log_path, "wb") as out:
+            self._session = subprocess.Popen(
+                ["dbus-run-session", "--", "mutter", "--headless", "--virtual-monitor",
+                 "1280x800", "--wayland", "--wayland-display", "wayland-vdb"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            match = re.search(r"Using public X11 display (:\d+)",
+                              self.log_path.read_text(errors="replace"))
+            auth = list(runtime.glob(".mutter-Xwaylandauth.*"))
+            if match and auth and (runtime / "wayland-vdb").exists():
+                break
+            if self._session.poll() is not None or time.monotonic() > deadline:
+                raise CompositorError(f"mutter did not start:\n{self.describe()}")
+            time.sleep(0.1)
+        self.wayland_display = str(runtime / "wayland-vdb")
+        self.x_display = match.group(1)
+        self._xauthority = str(auth[0])
+        return self
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        return super().client_env(XAUTHORITY=self._xauthority, **extra)
+
+    def close(self) -> None:
+        super().close()
+        if self._session is not None:
+            for pid in _children(self._session.pid):
+                with contextlib.suppress(OSError):
+                    if "mutter" in Path(f"/proc/{pid}/cmdline").read_text():
+                        os.kill(pid, signal.SIGTERM)
+            try:
+                self._session.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._session.pid, signal.SIGKILL)  # the group this test made
+                self._session.wait(5)
+            self._session = None
         shutil.rmtree(getattr(self, "_runtime", ""), ignore_errors=True)
 
 

@@ -155,13 +155,14 @@ class WaylandHost:
               "the PRIMARY selection", timeout=10)
         assert proc.poll() is None, "the copier exited"
 
-    def paste(self, mime: str | None = None, primary: bool = False) -> bytes | None:
+    def paste(self, mime: str | None = None, primary: bool = False,
+              timeout: float = 5) -> bytes | None:
         """What a Wayland application pasting gets (``wl-paste``); None when nothing."""
         argv = ["wl-paste", "--no-newline"] + (["--primary"] if primary else [])
         argv += ["--type", mime] if mime else []
         try:
             result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                    env=self.compositor.client_env(), timeout=5)
+                                    env=self.compositor.client_env(), timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
         return result.stdout if result.returncode == 0 else None

@@ -43,9 +43,9 @@ def focus(compositor: Compositor, what: str) -> None:
 
 
 def guest_paste(stack: AgentStack, target: str = "UTF8_STRING",
-                selection: str = "clipboard") -> bytes | None:
+                selection: str = "clipboard", timeout: float = 3) -> bytes | None:
     try:
-        return stack.guest_paste(selection, target, timeout=3)
+        return stack.guest_paste(selection, target, timeout=timeout)
     except GuestCommandError:
         return None
 
@@ -202,3 +202,39 @@ def test_the_compositor_going_away_ends_the_app_with_one_line(
     assert lines[-1] == ("vdagent-bridge: the Wayland compositor went away (The Wayland "
                          "connection broke. Did the Wayland compositor die?); quitting")
     assert not any("Traceback" in line for line in lines)
+
+
+def test_sixteen_mib_of_text_cross_each_way(
+    start_app: Callable[..., SessionApp], compositor: Compositor, agent_stack: AgentStack,
+    host: WaylandHost,
+) -> None:
+    """The default size limit, exactly, both ways, with nothing focused."""
+    big = bytes(48 + i % 75 for i in range(16 * 1024 * 1024))  # printable ASCII
+    start_app()
+    compositor.focus_nothing()
+    host.copy(big)
+    until(lambda: guest_paste(agent_stack, timeout=20) == big, "16 MiB in the guest")
+    host.copy(b"sentinel")
+    agent_stack.guest_copy(big[::-1])
+    until(lambda: host.paste(timeout=20) == big[::-1], "16 MiB on the host")
+
+
+def test_two_vms_at_once_each_get_the_host_copy_and_give_theirs(
+    start_app: Callable[..., SessionApp], compositor: Compositor, agent_stack: AgentStack,
+    host: WaylandHost,
+) -> None:
+    second = AgentStack().start()
+    try:
+        app = start_app("--vm", "second", "--endpoint", f"unix:{second.socket_path}")
+        app.wait_log(r"second: connected to unix:")
+        time.sleep(0.3)
+        compositor.focus_nothing()
+        host.copy(b"for both guests")
+        until(lambda: guest_paste(agent_stack) == b"for both guests", "the copy in the first")
+        until(lambda: guest_paste(second) == b"for both guests", "the copy in the second")
+        second.guest_copy(b"from the second guest")
+        until(lambda: host.paste() == b"from the second guest", "the second guest's copy")
+        until(lambda: guest_paste(agent_stack) == b"from the second guest",
+              "the second guest's copy in the first")
+    finally:
+        second.close()
