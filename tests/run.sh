@@ -29,6 +29,10 @@ DEBIAN_PACKAGES+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libv
 # qemu+ssh:// through their own sshd on localhost; with socket= libvirt runs nc -U there.
 DEBIAN_PACKAGES+=(openssh-server openssh-client netcat-openbsd)
 
+# The Wayland tests (tests/wayland) run headless sway, KWin and mutter with XWayland, wl-clipboard,
+# and xterm / wtype for focus and the seat's keyboard.
+DEBIAN_PACKAGES+=(sway xwayland wl-clipboard grim wtype foot kwin-wayland xterm mutter)
+
 # The real-QEMU migration tests (tests/qemu) need QEMU and what goes into the guest image.
 mapfile -t QEMU_PACKAGES < <(python3 tests/qemu/guest_image.py --packages)
 DEBIAN_PACKAGES+=("${QEMU_PACKAGES[@]}")

@@ -46,6 +46,7 @@ from PySide6.QtWidgets import QSystemTrayIcon
 from . import __version__
 from .bridges import ClipboardBridge, ClipboardPolicy
 from .bridges.pointer import GuestScreen, PointerBridge
+from .display import Backend
 from .options import Options, switches_for
 from .protocol import Event
 from .runtime import (
@@ -172,7 +173,10 @@ class Application(Controller):
             await self.demo.start()
             site = Site(Endpoint("unix", path=self.demo.path))
             vms = [VmConfig(DEMO_VM, (site,), options.demo_policy)]
-        self.bridge = ClipboardBridge(self._clipboard)
+        # Under XWayland an unreadable host change may be the compositor refusing the read:
+        # it must not take the guests' clipboard away (bridges/clipboard.py).
+        backend = options.backend.backend if options.backend is not None else None
+        self.bridge = ClipboardBridge(self._clipboard, refusals=backend is Backend.XWAYLAND)
         self.bridge.notice.connect(self._on_notice)
         for config in vms:
             self._add_vm(config)
@@ -411,10 +415,9 @@ class Application(Controller):
         return describe(vm.runtime.site)
 
     def desktop_note(self) -> DesktopNote | None:
-        return desktop_note(os.environ, QGuiApplication.platformName(),
+        return desktop_note(self.options.backend, QGuiApplication.platformName(),
                             selection=self._clipboard.supportsSelection(),
-                            tray=self._tray_exists,
-                            chose_xwayland=self.options.xwayland)
+                            tray=self._tray_exists)
 
     def switches(self, name: str) -> Mapping[str, bool]:
         """A VM's switches."""

@@ -35,6 +35,7 @@ from typing import NoReturn
 
 from . import __version__, assets, desktop_files
 from .demo import GuestServer
+from .display import Override
 from .protocol import (
     CapabilitiesReceived,
     ClipboardGrabbed,
@@ -168,6 +169,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="open each VM's pointer surface at start: a window mapped to the "
                         "guest display (its screen where the VM has QMP); moves, clicks, "
                         "the wheel and dropped files go to the guest")
+    parser.add_argument("--clipboard-backend", choices=BACKENDS, default="auto",
+                        metavar="|".join(BACKENDS),
+                        help="how to reach the host clipboard: auto (default: X11 on an X11 "
+                        "session; on Wayland, Qt's Wayland backend with data-control where the "
+                        "compositor offers it, else XWayland where that is better), x11 (Qt's "
+                        "xcb, XWayland on a Wayland session) or wayland (Qt's Wayland backend)")
     parser.add_argument("--no-tray", dest="tray", action="store_false",
                         help="show a window instead of a tray icon")
     parser.add_argument("--console", action="store_true",
@@ -314,6 +321,10 @@ async def _monitor(
         print(f"vdagent-bridge: {runtime.failure}", file=sys.stderr)
         return 1
     return 0
+
+
+#: ``--clipboard-backend``'s words.
+BACKENDS = tuple(override.value for override in Override)
 
 
 class UsageError(Exception):
@@ -512,6 +523,7 @@ def _gui(args: argparse.Namespace, groups: list[_Group], config: Config, paths: 
         return 1
 
     # Qt is imported only now: the checks above and --console need no display.
+    from .display import BackendError
     from .options import Options, Overrides
     from .startup import display_problem, run_app
 
@@ -527,11 +539,14 @@ def _gui(args: argparse.Namespace, groups: list[_Group], config: Config, paths: 
         overrides=Overrides(args.clipboard, args.primary, args.pointer),
         seconds=args.seconds,
         pointer_surface=args.pointer_surface,
+        clipboard_backend=Override(args.clipboard_backend),
         autostart_command=tuple(_autostart_command(args, groups)),
         imported=imported,
     )
     try:
         return run_app(options)
+    except BackendError as err:
+        raise UsageError(str(err)) from err
     except OSError as err:
         print(f"vdagent-bridge: {err.strerror or err}", file=sys.stderr)
         return 1
@@ -567,4 +582,6 @@ def _autostart_command(args: argparse.Namespace, groups: list[_Group]) -> list[s
         command.append("--pointer-surface")
     if not args.tray:
         command.append("--no-tray")
+    if args.clipboard_backend != "auto":
+        command += ["--clipboard-backend", args.clipboard_backend]
     return command

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .display import Choice, Override
 from .protocol import HostSession
 from .state import AppPaths
 from .state.config import Policy, VmConfig
@@ -43,9 +44,11 @@ class Options:
     seconds: float | None = None
     #: Open every VM's pointer surface at start (``--pointer-surface``).
     pointer_surface: bool = False
-    #: The app switched Qt to XWayland on a Wayland session (see
-    #: :func:`vdagent_bridge.startup.prefer_xwayland`).
-    xwayland: bool = False
+    #: ``--clipboard-backend``.
+    clipboard_backend: Override = Override.AUTO
+    #: The clipboard backend chosen at start (:func:`vdagent_bridge.startup.choose_backend`);
+    #: None where the application was made without one (tests).
+    backend: Choice | None = None
     #: The command an autostart entry runs.
     autostart_command: tuple[str, ...] = ("vdagent-bridge",)
     #: Where the autostart entry goes (None: ``$XDG_CONFIG_HOME/autostart``).

@@ -27,10 +27,11 @@ from vdagent_bridge import startup as startup_module  # noqa: E402
 from vdagent_bridge.application import DEMO_VM, Application  # noqa: E402
 from vdagent_bridge.cli import main  # noqa: E402
 from vdagent_bridge.demo.guest import Holder  # noqa: E402
+from vdagent_bridge.display import Backend, BackendError, Override  # noqa: E402
 from vdagent_bridge.options import Options, Overrides  # noqa: E402
 from vdagent_bridge.protocol import Selection  # noqa: E402
 from vdagent_bridge.runtime import Endpoint, Runstate, Site  # noqa: E402
-from vdagent_bridge.startup import display_problem, prefer_xwayland  # noqa: E402
+from vdagent_bridge.startup import choose_backend, display_gone, display_problem  # noqa: E402
 from vdagent_bridge.state import AppPaths  # noqa: E402
 from vdagent_bridge.state.config import Policy, VmConfig  # noqa: E402
 from vdagent_bridge.state.settings import AUTOSTART_FILE  # noqa: E402
@@ -480,13 +481,18 @@ def test_display_problems_are_found_before_qt_aborts() -> None:
     assert display_problem({"QT_QPA_PLATFORM": "offscreen"}) is None
 
 
-def test_wayland_sessions_use_xwayland_when_they_can() -> None:
-    env = {"WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0"}
-    assert prefer_xwayland(env) and env["QT_QPA_PLATFORM"] == "xcb"
-    chosen = {"WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland"}
-    assert not prefer_xwayland(chosen) and chosen["QT_QPA_PLATFORM"] == "wayland"
-    no_x = {"WAYLAND_DISPLAY": "wayland-0"}
-    assert not prefer_xwayland(no_x) and "QT_QPA_PLATFORM" not in no_x
+def test_the_backend_is_chosen_and_set_before_qt_starts(tmp_path: Path) -> None:
+    """The driver around the decision table (tests/unit/test_display_choice.py): an X11
+    session needs no compositor; a Wayland one that cannot be reached falls back to XWayland
+    and says why; a wrong override is one line."""
+    x11 = {"DISPLAY": ":0"}
+    assert choose_backend(x11).backend is Backend.X11 and x11["QT_QPA_PLATFORM"] == "xcb"
+    gone = {"DISPLAY": ":0", "WAYLAND_DISPLAY": str(tmp_path / "wayland-gone")}
+    choice = choose_backend(gone)
+    assert choice.backend is Backend.XWAYLAND and gone["QT_QPA_PLATFORM"] == "xcb"
+    assert "could not be asked what it offers: cannot connect to" in choice.details[0]
+    with pytest.raises(BackendError, match="no Wayland display"):
+        choose_backend({"DISPLAY": ":0"}, Override.WAYLAND)
 
 
 # ---------------------------------------------------------------- command line
@@ -779,3 +785,36 @@ def test_a_transfer_can_be_cancelled(
 
     run(qapp, scenario())
     assert (DEMO_VM, "sending big.iso cancelled", "warning") in seen.notices
+
+
+def test_cli_passes_the_clipboard_backend_and_keeps_it_for_login(
+    tmp_path: Path, started: list[Options]
+) -> None:
+    assert main(["--state-dir", str(tmp_path / "s"), "--clipboard-backend", "wayland"]) == 0
+    (options,) = started
+    assert options.clipboard_backend is Override.WAYLAND
+    assert list(options.autostart_command)[-2:] == ["--clipboard-backend", "wayland"]
+    assert main(["--state-dir", str(tmp_path / "s")]) == 0
+    assert started[-1].clipboard_backend is Override.AUTO
+    assert "--clipboard-backend" not in started[-1].autostart_command
+
+
+def test_a_backend_that_cannot_run_here_is_one_line_before_qt_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert main(["--state-dir", str(tmp_path / "s"), "--clipboard-backend", "wayland"]) == 2
+    assert capsys.readouterr().err == ("vdagent-bridge: --clipboard-backend wayland: no "
+                                       "Wayland display (WAYLAND_DISPLAY is unset)\n")
+
+
+def test_a_display_that_breaks_is_one_line_of_ours() -> None:
+    assert display_gone("The Wayland connection broke. Did the Wayland compositor die?") == (
+        "vdagent-bridge: the Wayland compositor went away (The Wayland connection broke. Did "
+        "the Wayland compositor die?); quitting")
+    assert display_gone("The X11 connection broke (error 1). Did the X11 server die?\n") == (
+        "vdagent-bridge: the X server went away (The X11 connection broke (error 1). Did the "
+        "X11 server die?); quitting")
+    assert display_gone("QSocketNotifier: Invalid socket") is None

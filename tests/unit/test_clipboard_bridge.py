@@ -15,12 +15,13 @@ from collections import deque  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice  # noqa: E402
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMimeData  # noqa: E402
 from PySide6.QtGui import QClipboard, QColor, QGuiApplication, QImage, QImageWriter  # noqa: E402
 from pytestqt.qtbot import QtBot  # noqa: E402
 
 from tests.helpers import Pair, drain  # noqa: E402
 from vdagent_bridge.bridges import ClipboardBridge, ClipboardPolicy, ImageLimits  # noqa: E402
+from vdagent_bridge.bridges.clipboard import PASSWORD_HINT, HostChange, host_change  # noqa: E402
 from vdagent_bridge.demo.guest import Holder, SimulatedGuest  # noqa: E402
 from vdagent_bridge.protocol import (  # noqa: E402
     LINUX_AGENT_CAPS,
@@ -211,6 +212,79 @@ def test_clearing_the_host_clipboard_releases_the_guest(
     clipboard.clear()
     assert vm.session.owner(CB) is Owner.NONE
     assert vm.holder(CB) is Holder.NOBODY
+
+
+@pytest.mark.parametrize(("readable", "secret", "ours", "refusals", "action"), [
+    (True, False, False, False, HostChange.OFFER),
+    (True, False, False, True, HostChange.OFFER),
+    (True, True, False, False, HostChange.RELEASE),  # a password manager's copy
+    (False, True, False, True, HostChange.RELEASE),
+    (False, False, False, False, HostChange.RELEASE),  # the clipboard went empty
+    (False, False, True, True, HostChange.RELEASE),  # the bridge emptied it itself
+    (False, False, False, True, HostChange.KEEP),  # XWayland: maybe a refused read
+])
+def test_what_a_host_change_does_to_the_guests(
+    readable: bool, secret: bool, ours: bool, refusals: bool, action: HostChange
+) -> None:
+    assert host_change(readable=readable, secret=secret, cleared_by_us=ours,
+                       refusals=refusals) is action
+
+
+def test_under_xwayland_an_unreadable_host_change_leaves_the_guest_its_clipboard(
+    clipboard: QClipboard,
+) -> None:
+    """Issue 14: a Wayland copy is announced to XWayland's clients, whose read is then refused
+    while no X11 window has focus; the bridge took that for an empty clipboard and released
+    the guest's, so the user's last copy vanished from the guest."""
+    bridge = ClipboardBridge(clipboard, refusals=True)
+    try:
+        vm = attach(bridge)
+        clipboard.setText("the last copy that could be read")
+        clipboard.setMimeData(QMimeData())  # what a refused read looks like to Qt
+        assert vm.holder(CB) is Holder.HOST
+        assert vm.paste(CB, TEXT) is not None  # the paste is answered (empty: nothing readable)
+        clipboard.setText("a readable copy again")
+        assert vm.paste(CB, TEXT) == b"a readable copy again"
+    finally:
+        bridge.close()
+
+
+def secret(text: str) -> QMimeData:
+    """A copy as KeePassXC makes it: the text, marked for clipboard managers."""
+    mime = QMimeData()
+    mime.setText(text)
+    mime.setData(PASSWORD_HINT, QByteArray(b"secret"))
+    return mime
+
+
+def test_a_password_managers_copy_is_never_offered_nor_read_for_a_guest(
+    bridge: ClipboardBridge, clipboard: QClipboard
+) -> None:
+    vm = attach(bridge)
+    clipboard.setText("an ordinary copy")
+    assert vm.holder(CB) is Holder.HOST
+    clipboard.setMimeData(secret("hunter2"))
+    assert vm.holder(CB) is Holder.NOBODY  # the older offer would now read the secret
+    later = attach(bridge, "later")
+    assert later.holder(CB) is Holder.NOBODY
+    clipboard.setText("not a secret")
+    assert vm.paste(CB, TEXT) == b"not a secret"
+
+
+def test_a_paste_racing_a_password_managers_copy_gets_nothing(
+    bridge: ClipboardBridge, clipboard: QClipboard
+) -> None:
+    """The guest's request was on its way when the secret was copied; when it arrives the
+    offer is released (the session answers it empty) and the bridge, which reads the host
+    clipboard only then, would not read a secret for a guest either."""
+    vm = attach(bridge)
+    clipboard.setText("offered before the secret")
+    vm.hold = True
+    assert vm.guest.paste(CB, TEXT)
+    clipboard.setMimeData(secret("hunter2"))
+    vm.hold = False
+    vm.flush()
+    assert vm.guest.pasted[CB][1] == b""
 
 
 def test_a_vm_attached_later_is_offered_what_the_host_holds(

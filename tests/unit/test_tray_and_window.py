@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 from pytestqt.qtbot import QtBot  # noqa: E402
 
+from vdagent_bridge.display import Globals, choose  # noqa: E402
 from vdagent_bridge.runtime import Runstate  # noqa: E402
 from vdagent_bridge.ui.desktop import desktop_note  # noqa: E402
 from vdagent_bridge.ui.icons import SIZES, draw, status_icon  # noqa: E402
@@ -286,39 +287,47 @@ def test_the_desktop_note_heads_the_menu_with_details_in_its_tooltip(
 # ---------------------------------------------------------------- what the desktop allows
 
 
-def test_plain_x11_with_a_tray_needs_no_note() -> None:
-    assert desktop_note({"DISPLAY": ":0"}, "xcb", selection=True, tray=True) is None
+def test_the_note_says_the_backend_chosen_at_start() -> None:
+    choice = choose({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"},
+                    Globals({"zwlr_data_control_manager_v1": 2}), (6, 11))
+    note = desktop_note(choice, "wayland", selection=True, tray=True)
+    assert note.summary == "Wayland: clipboard followed in the background (data-control)"
+    assert note.details == choice.details
+    x11 = desktop_note(choose({"DISPLAY": ":0"}, None, (6, 11)), "xcb", selection=True,
+                       tray=True)
+    assert x11.summary == "X11: clipboard and PRIMARY followed in the background"
 
 
-def test_wayland_through_xwayland_says_background_sync_works() -> None:
-    note = desktop_note({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, "xcb",
-                        selection=True, tray=True, chose_xwayland=True)
-    assert note is not None
-    assert note.summary == "Wayland session, clipboard through XWayland"
-    assert "chose XWayland" in note.details[0] and "background" in note.details[0]
-
-
-def test_native_wayland_says_plainly_that_background_sync_does_not_work() -> None:
-    note = desktop_note({"WAYLAND_DISPLAY": "wayland-0"}, "wayland", selection=False,
-                        tray=False)
-    assert note is not None
+def test_native_wayland_without_data_control_says_plainly_that_background_sync_does_not_work(
+) -> None:
+    choice = choose({"WAYLAND_DISPLAY": "wayland-0"}, Globals({"wl_seat": 7}), (6, 11))
+    note = desktop_note(choice, "wayland", selection=False, tray=False)
     assert note.summary.startswith("Wayland: the clipboard syncs only while")
     joined = " ".join(note.details)
     assert "not followed in the background" in joined
-    assert "XWayland" in joined  # and how to get it
     assert "PRIMARY selection is not available" in joined
     assert "No system tray" in joined
 
 
+def test_a_qt_that_did_not_load_the_chosen_platform_is_not_hidden() -> None:
+    choice = choose({"WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0"},
+                    Globals({"zwlr_data_control_manager_v1": 2}), (6, 11))
+    note = desktop_note(choice, "xcb", selection=True, tray=True)
+    assert note.summary == "Clipboard through Qt's xcb platform"
+    assert note.details[0].startswith("Chosen: Wayland: clipboard followed in the background")
+    assert "but Qt runs on 'xcb'" in note.details[0]
+
+
 def test_x11_without_a_tray_or_primary_says_so() -> None:
-    note = desktop_note({"DISPLAY": ":0"}, "xcb", selection=False, tray=False)
-    assert note is not None and note.summary == "X11: no PRIMARY selection"
-    assert len(note.details) == 2
+    note = desktop_note(choose({"DISPLAY": ":0"}, None, (6, 11)), "xcb", selection=False,
+                        tray=False)
+    assert "PRIMARY selection is not available" in " ".join(note.details)
+    assert "No system tray" in note.details[-1]
 
 
 def test_offscreen_has_no_desktop_clipboard() -> None:
-    note = desktop_note({}, "offscreen", selection=False, tray=False)
-    assert note is not None and "offscreen" in note.summary
+    note = desktop_note(None, "offscreen", selection=False, tray=False)
+    assert "offscreen" in note.summary
 
 
 def test_the_menu_is_rebuilt_when_it_opens(tray: Tray) -> None:

@@ -57,6 +57,16 @@ carrying the source VM's name; when ``changed`` reports it, the source VM is not
 in the first guest, as they could from any host application. A host grab never makes the real
 agent grab back, and the session's serials settle crossing grabs.
 
+What a host change does (:func:`host_change`, a table): a readable copy is offered; a copy
+marked secret by a password manager (``x-kde-passwordManagerHint`` = ``secret``, as
+KeePassXC, KWallet and Plasma's own set it) is never offered nor read for a guest, and the
+older offer is released (reading it now would give the secret); a clipboard that goes empty
+releases the guest's offer. But a change that cannot be read is not always an empty
+clipboard: under XWayland the compositor announces every Wayland copy to X11 clients and then
+refuses them the data while no X11 window has focus (wlroots: "denying read access … no
+xwayland surface focused"). There, with ``refusals=True``, an unreadable change leaves the
+guests with what they have, instead of taking the user's last copy away from them.
+
 Ownership with several VMs: the most recent guest grab wins (a newer grab, or a host copy,
 supersedes a fetch in flight, whose late answer is dropped); a guest RELEASE clears the host
 clipboard only while it still holds that VM's data.
@@ -69,6 +79,7 @@ answers the guest's pending requests with empty data).
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -110,6 +121,46 @@ _MODES = {
     Selection.CLIPBOARD: QClipboard.Mode.Clipboard,
     Selection.PRIMARY: QClipboard.Mode.Selection,
 }
+
+
+#: The MIME type password managers mark their copies with, and its value for a secret
+#: (KDE's convention, kept by KeePassXC and Klipper, which does not record such copies).
+PASSWORD_HINT = "x-kde-passwordManagerHint"
+SECRET = b"secret"
+
+
+class HostChange(enum.Enum):
+    """What a change of the host clipboard does to the guests' offers."""
+
+    #: Grab in the guests with the types the host can serve.
+    OFFER = "offer"
+    #: Take the older offer away: the host clipboard is empty, or holds a secret.
+    RELEASE = "release"
+    #: Leave the guests alone: the change could not be read, which may be a refusal.
+    KEEP = "keep"
+
+
+def host_change(*, readable: bool, secret: bool, cleared_by_us: bool,
+                refusals: bool) -> HostChange:
+    """What a host clipboard change does (see the module docstring).
+
+    ``readable``: it offers text or an image; ``secret``: a password manager marked it;
+    ``cleared_by_us``: the bridge emptied the clipboard itself; ``refusals``: on this backend
+    an unreadable change may be the compositor refusing the read (XWayland).
+    """
+    if secret:
+        return HostChange.RELEASE
+    if readable:
+        return HostChange.OFFER
+    if refusals and not cleared_by_us:
+        return HostChange.KEEP
+    return HostChange.RELEASE
+
+
+def is_secret(mime: QMimeData | None) -> bool:
+    """Whether a password manager marked this copy as a secret."""
+    return (mime is not None and mime.hasFormat(PASSWORD_HINT)
+            and bytes(mime.data(PASSWORD_HINT).data()).strip() == SECRET)
 
 
 class ClipboardVm(Protocol):
@@ -165,10 +216,14 @@ class ClipboardBridge(QObject):
         clipboard: QClipboard | None = None,
         *,
         image_limits: ImageLimits | None = None,
+        refusals: bool = False,
         parent: QObject | None = None,
     ) -> None:
+        """``refusals``: an unreadable change may be a refused read (XWayland on a Wayland
+        session, see the module docstring), so it does not release the guests."""
         super().__init__(parent)
         self._clipboard = clipboard or QGuiApplication.clipboard()
+        self._refusals = refusals
         self._image_limits = image_limits or ImageLimits()
         self._vms: dict[str, _Attached] = {}
         self._fetches = FetchBook()
@@ -272,10 +327,20 @@ class ClipboardBridge(QObject):
             # whatever a guest is still sending us.
             self._fetches.drop(sel)
         types = self._host_types(mime)
+        action = host_change(readable=bool(types), secret=is_secret(mime),
+                             cleared_by_us=self._clearing, refusals=self._refusals)
+        if action is HostChange.KEEP:
+            log.info("the host %s changed but offers nothing readable (the compositor may "
+                     "refuse X11 clients while no X11 window has focus): the guests keep what "
+                     "they have", _describe(sel))
+            return
+        if action is HostChange.RELEASE and is_secret(mime):
+            log.info("the host %s holds a password manager's secret: not offered to the "
+                     "guests", _describe(sel))
         for attached in list(self._vms.values()):
             if attached.vm.name == source or not attached.policy.allows_to_guest(sel):
                 continue
-            if types:
+            if action is HostChange.OFFER:
                 attached.vm.grab(sel, types)
             else:
                 attached.vm.release(sel)
@@ -292,7 +357,8 @@ class ClipboardBridge(QObject):
             attached.vm.grab(sel, types)
 
     def _host_types(self, mime: QMimeData | None) -> tuple[ClipboardType, ...]:
-        if mime is None:
+        """What the host clipboard can serve a guest: nothing for a secret."""
+        if mime is None or is_secret(mime):
             return ()
         types: list[ClipboardType] = []
         if mime.hasText():
@@ -327,8 +393,8 @@ class ClipboardBridge(QObject):
     def _read_host(self, sel: Selection, kind: ClipboardType) -> bytes | None:
         """The host clipboard's data as ``kind``; None if it has none."""
         mime = self._clipboard.mimeData(_MODES[sel])
-        if mime is None:
-            return None
+        if mime is None or is_secret(mime):
+            return None  # a secret copied after the offer: the guest's paste gets nothing
         if kind == _TEXT:
             return mime.text().encode("utf-8") if mime.hasText() else None
         if kind not in self._host_image_types:
