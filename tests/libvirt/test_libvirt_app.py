@@ -62,11 +62,12 @@ def desktop(tmp_path: Path) -> Iterator[str]:
         yield display
 
 
-def bridge_both_ways(guest: LibvirtGuest, uris: list[str], desktop: str,
-                     tmp_path: Path) -> None:
+def bridge_both_ways(guest: LibvirtGuest, uris: list[str], desktop: str, tmp_path: Path,
+                     *, connected: Callable[[], None] | None = None) -> None:
     """Run the app on ``guest`` (``--vm NAME --libvirt URI...``) and copy text and a PNG each
     way between the host's applications (xclip) and the guest's; the guest never sees the
-    host go."""
+    host go. ``connected`` runs once the app is connected (checks of the caller's own), and
+    again after the copies."""
     host = HostX(desktop, tmp_path)
     env = host_env(desktop, tmp_path)
     env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"),
@@ -79,8 +80,11 @@ def bridge_both_ways(guest: LibvirtGuest, uris: list[str], desktop: str,
              "--no-tray", "--state-dir", str(tmp_path / "state"), "--log-level", "info"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        until(lambda: re.search(rf"{guest.name}: connected to {guest.name} on",
-                                log.read_text(errors="replace")), "the app connected")
+        until(lambda: re.search(rf"{guest.name}: connected to {guest.name} on "
+                                rf"{re.escape(uris[0])}", log.read_text(errors="replace")),
+              "the app connected")
+        if connected is not None:
+            connected()
         time.sleep(0.5)  # the caps exchange
 
         guest.guest_copy(b"text copied in the guest")
@@ -94,6 +98,8 @@ def bridge_both_ways(guest: LibvirtGuest, uris: list[str], desktop: str,
         until(lambda: guest.guest_paste(target="image/png") == PNG, "the host's PNG in the "
               "guest")
         assert "lost spice client" not in guest.daemon_log()
+        if connected is not None:
+            connected()
     finally:
         host.close()
         app.terminate()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import pty
-import re
 import select
 import subprocess
 import sys
@@ -31,11 +30,11 @@ from pathlib import Path
 
 import pytest
 from hosts import LibvirtGuest, SessionDaemon
-from hostx import HostX, host_env, xvfb
+from hostx import xvfb
 from sshd import INSTALL, Sshd, missing_tools
 
 from tests.external import call_failed, require
-from tests.libvirt.test_libvirt_app import PNG, bridge, until
+from tests.libvirt.test_libvirt_app import bridge, bridge_both_ways
 
 pytestmark = pytest.mark.libvirt
 
@@ -83,49 +82,14 @@ def test_the_app_bridges_a_domain_over_ssh_both_ways_text_and_png(
     guest = guest_factory("lv-ssh")
     remote = sshd.uri(hosts[0].socket)
     logins = sshd.accepted()
-    host = HostX(desktop, tmp_path)
-    env = host_env(desktop, tmp_path)
-    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"),
-               PYTHONPATH=str(ROOT / "app"))
-    log = tmp_path / "app.log"
-    with open(log, "wb") as out:
-        app = subprocess.Popen(
-            [sys.executable, "-m", "vdagent_bridge", "--vm", guest.name, "--libvirt", remote,
-             "--no-tray", "--state-dir", str(tmp_path / "state"), "--log-level", "info"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        until(lambda: re.search(rf"{guest.name}: connected to {guest.name} on "
-                                rf"{re.escape(remote)}", log.read_text(errors="replace")),
-              "the app connected over ssh")
-        # The start-up check and the runtime each logged in through the test's sshd.
+
+    def through_sshd() -> None:
+        # The start-up check and the runtime each logged in through the test's sshd, and
+        # one session to the daemon's socket stays open while the app runs.
         assert sshd.accepted() >= logins + 2, sshd.log_text()[-2000:]
-        time.sleep(0.5)  # the caps exchange
-
-        guest.guest_copy(b"text copied in the guest, read over ssh")
-        until(lambda: host.paste() == b"text copied in the guest, read over ssh",
-              "the host clipboard")
-        guest.guest_copy(PNG, target="image/png")
-        until(lambda: host.paste(target="image/png") == PNG, "the guest's PNG on the host")
-
-        host.copy(b"text copied on the host, sent over ssh")
-        until(lambda: guest.guest_paste() == b"text copied on the host, sent over ssh",
-              "the guest paste")
-        host.copy(PNG, target="image/png")
-        until(lambda: guest.guest_paste(target="image/png") == PNG,
-              "the host's PNG in the guest")
-        assert "lost spice client" not in guest.daemon_log()
-        # Through sshd: one session to the daemon's socket stays open while the app runs.
         assert sshd.children(), "no ssh session while the app is connected"
-    finally:
-        host.close()
-        app.terminate()
-        try:
-            app.wait(15)
-        except subprocess.TimeoutExpired:
-            app.kill()
-            app.wait(5)
-        if app.returncode not in (0, -15):
-            print(log.read_text(errors="replace"))
+
+    bridge_both_ways(guest, [remote], desktop, tmp_path, connected=through_sshd)
 
 
 def test_list_vms_over_ssh_names_the_domain_and_its_channel(
