@@ -49,6 +49,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..protocol import (
     CapabilitiesReceived,
@@ -70,6 +71,9 @@ from .gate import OutputGate
 from .links import open_link
 from .restore import judge_restore
 from .switchover import Switched
+
+if TYPE_CHECKING:
+    from .libvirt.api import Hosts
 
 log = logging.getLogger(__name__)
 
@@ -359,52 +363,57 @@ class VmRuntime(AgentCommands):
             await self._wait(delay, f"{reason}{qmp_note}")
         self._set_runstate(Runstate.IDLE)
 
-    def _new_conversation(self) -> None:
-        """A fresh conversation: a new id, marked in a libvirt domain's live definition."""
-        self.conversation_id = uuid.uuid4().hex
-        site = self.site
-        if isinstance(site, LibvirtSite):
-            from .libvirt import api, saves
-
-            hosts = self._libvirt_hosts()
-            assert isinstance(hosts, api.Hosts)
-            saves.set_mark(hosts, site, self.conversation_id)
-
-    def _was_saved(self) -> bool:
-        """After a conversation ended: whether the VM was saved (then its conversation is
-        kept for the restore)."""
-        site = self.site
-        if not isinstance(site, LibvirtSite) or self.conversation_id is None:
-            return False
-        from .libvirt import api, saves
-
-        hosts = self._libvirt_hosts()
-        if not isinstance(hosts, api.Hosts) or not saves.was_saved(hosts, site):
-            return False
-        self.saved_with = self.conversation_id
-        return True
-
-    def _why_down(self) -> str | None:
-        """After a libvirt domain's conversation ended: why, from the domain's state."""
+    def _on_libvirt(self) -> tuple[LibvirtSite, Hosts] | None:
+        """The current site and the VM's libvirt connections, when the site is a domain."""
         site = self.site
         if not isinstance(site, LibvirtSite):
             return None
         from .libvirt import api
 
         hosts = self._libvirt_hosts()
-        return api.why_down(hosts, site) if isinstance(hosts, api.Hosts) else None
+        assert isinstance(hosts, api.Hosts)
+        return site, hosts
+
+    def _new_conversation(self) -> None:
+        """A fresh conversation: a new id, marked in a libvirt domain's live definition."""
+        self.conversation_id = uuid.uuid4().hex
+        if (libvirt := self._on_libvirt()) is not None:
+            from .libvirt import saves
+
+            site, hosts = libvirt
+            saves.set_mark(hosts, site, self.conversation_id)
+
+    def _was_saved(self) -> bool:
+        """After a conversation ended: whether the VM was saved (then its conversation is
+        kept for the restore)."""
+        libvirt = self._on_libvirt()
+        if libvirt is None or self.conversation_id is None:
+            return False
+        from .libvirt import saves
+
+        site, hosts = libvirt
+        if not saves.was_saved(hosts, site):
+            return False
+        self.saved_with = self.conversation_id
+        return True
+
+    def _why_down(self) -> str | None:
+        """After a libvirt domain's conversation ended: why, from the domain's state."""
+        if (libvirt := self._on_libvirt()) is None:
+            return None
+        from .libvirt import api
+
+        return api.why_down(libvirt[1], libvirt[0])
 
     def _judge_restore(self, fresh: bool) -> bool:
         """Before a connect: a saved VM that is being restored continues the conversation
         it was saved with, when it is ours and the guest has not run yet (runtime/restore.py);
         whether the connect is fresh."""
-        site = self.site
-        if not isinstance(site, LibvirtSite):
+        if (libvirt := self._on_libvirt()) is None:
             return fresh
         from .libvirt import api, saves
 
-        hosts = self._libvirt_hosts()
-        assert isinstance(hosts, api.Hosts)
+        site, hosts = libvirt
         try:
             domain = hosts.domain(site)
             if not domain.isActive():
@@ -487,7 +496,8 @@ class VmRuntime(AgentCommands):
 
     async def _wait(self, delay: float, reason: str) -> None:
         """Wait ``delay`` s before the next connect, or less: until :meth:`stop`, or until
-        a libvirt domain of the VM starts (a restore must be met while it loads)."""
+        a libvirt domain of the VM loads a saved image (a restore must be met while it
+        loads) or its guest opens the agent port (runtime/libvirt/saves.py)."""
         self.waiting_reason = reason
         self._set_runstate(Runstate.WAITING)
         log.info("%s: reconnecting in %.1f s: %s", self.name, delay, reason)
@@ -573,13 +583,11 @@ class VmRuntime(AgentCommands):
 
     def _agent_not_up_yet(self) -> bool:
         """Whether the guest's agent has surely not opened its port (libvirt tells)."""
-        site = self.site
-        if not isinstance(site, LibvirtSite):
+        if (libvirt := self._on_libvirt()) is None:
             return False
         from .libvirt import api
 
-        hosts = self._libvirt_hosts()
-        return isinstance(hosts, api.Hosts) and api.guest_port_open(hosts, site) is False
+        return api.guest_port_open(libvirt[1], libvirt[0]) is False
 
     def _handle_error(self, err: RemoteProtocolError) -> None:
         self.protocol_errors += 1
