@@ -445,7 +445,9 @@ def rpm_files(root: Path) -> str:
 
 def rpm_spec(info: Project, root: Path, fast: bool) -> str:
     carried = sorted(bundled_sonames(root))
-    requires_exclude = "^(" + "|".join(re.escape(s) for s in carried) + r")\(.*$"
+    # POSIX extended regex (rpm's regcomp): only "." and "+" of a soname need escaping.
+    alternatives = "|".join(s.replace(".", r"\.").replace("+", r"\+") for s in carried)
+    requires_exclude = f"^({alternatives})\\(.*$"
     payload = "w3T.zstdio" if fast else "w6T.xzdio"
     description = "\n\n".join(textwrap.fill(p, width=76) for p in info.description)
     return f"""\
