@@ -444,10 +444,12 @@ def rpm_files(root: Path) -> str:
 
 
 def rpm_spec(info: Project, root: Path, fast: bool) -> str:
-    carried = sorted(bundled_sonames(root))
-    # POSIX extended regex (rpm's regcomp): only "." and "+" of a soname need escaping.
-    alternatives = "|".join(s.replace(".", r"\.").replace("+", r"\+") for s in carried)
-    requires_exclude = f"^({alternatives})\\(.*$"
+    # Requires written out, not rpm's automatic ones: rpm took a __requires_exclude of every
+    # carried soname without effect (its macro expansion of the long regex), and would then
+    # require the Qt libraries the bundle carries. Written from the same reading of the
+    # bundle as the deb's Depends: the sonames its ELF files need and it does not carry.
+    requires = "\n".join(f"Requires:       {soname}()(64bit)"
+                          for soname in sorted(external_sonames(root)))
     payload = "w3T.zstdio" if fast else "w6T.xzdio"
     description = "\n\n".join(textwrap.fill(p, width=76) for p in info.description)
     return f"""\
@@ -462,7 +464,6 @@ def rpm_spec(info: Project, root: Path, fast: bool) -> str:
 # The bundle's own libraries satisfy each other: provide nothing from the private directory,
 # require only what the bundle does not carry.
 %global __provides_exclude_from ^/{PRIVATE}/.*$
-%global __requires_exclude {requires_exclude}
 
 Name:           {NAME}
 Version:        {info.version}
@@ -472,6 +473,8 @@ License:        {info.license}
 URL:            {info.homepage}
 BugURL:         {info.issues}
 Packager:       {info.maintainer}
+AutoReq:        no
+{requires}
 
 %description
 {description}
