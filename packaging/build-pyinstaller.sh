@@ -9,12 +9,15 @@
 # checks that the bundle carries what the app needs on Linux desktops: the xcb and wayland
 # platform plugins, the wayland shell-integration and decoration plugins, the svg image format
 # and icon engine plugins, and the icons, .desktop and metainfo. Environment: PYTHON (the
-# interpreter for the venv, default python3), PYINSTALLER_VENV (default build/pyinstaller-venv).
+# interpreter for the venv, default python3), PYINSTALLER_VENV (default build/pyinstaller-venv),
+# VDAGENT_BRIDGE_DIST (where the bundle goes, default dist: the native packages' tests build
+# into a directory of their own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 
 VENV=${PYINSTALLER_VENV:-build/pyinstaller-venv}
+DIST=${VDAGENT_BRIDGE_DIST:-dist}
 if [[ ! -x $VENV/bin/python ]]; then
     "${PYTHON:-python3}" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
@@ -23,11 +26,11 @@ fi
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps .
 "$VENV/bin/python" -m pip install -q .
 
-rm -rf build/pyinstaller dist/vdagent-bridge
+rm -rf build/pyinstaller "$DIST/vdagent-bridge"
 "$VENV/bin/python" -m PyInstaller --noconfirm --log-level WARN \
-    --distpath dist --workpath build/pyinstaller packaging/vdagent-bridge.spec
+    --distpath "$DIST" --workpath build/pyinstaller packaging/vdagent-bridge.spec
 
-bundle=dist/vdagent-bridge
+bundle=$DIST/vdagent-bridge
 internal=$bundle/_internal
 plugins=$internal/PySide6/Qt/plugins
 required=(

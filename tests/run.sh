@@ -20,6 +20,7 @@ DEBIAN_PACKAGES=(
     libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1
     libegl1 libgl1 libfontconfig1 libdbus-1-3
     desktop-file-utils appstream gtk-update-icon-cache
+    rpm lintian rpmlint patchelf binutils  # the .deb/.rpm builds and their tests
 )
 
 # The libvirt tests (tests/libvirt) run their own session daemons; libvirt-python (in the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -324,3 +325,17 @@ def test_an_install_without_its_resources_says_so_in_one_line(
         "vdagent-bridge: the vdagent_bridge.resources package is missing",
     ]
     assert not (tmp_path / "share").exists()
+
+
+def test_the_metainfo_urls_are_the_project_home_named_in_pyproject() -> None:
+    urls = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]
+    component = ET.parse(assets.metainfo_file()).getroot()
+    assert component.findtext("url[@type='homepage']") == urls["Homepage"]
+    assert component.findtext("url[@type='bugtracker']") == urls["Issues"]
+    # The screenshots are the README's, from the same repository.
+    owner_repo = urls["Homepage"].removeprefix("https://github.com/")
+    readme_shots = set(re.findall(r"\]\((docs/screenshots/[^)]+\.png)\)",
+                                  (REPO / "README.md").read_text()))
+    images = {image.text for image in component.iter("image")}
+    assert readme_shots and {f"https://raw.githubusercontent.com/{owner_repo}/main/{shot}"
+                             for shot in readme_shots} <= images
