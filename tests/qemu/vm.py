@@ -369,6 +369,26 @@ class GuestShell:
                 + self.describe()
             )
 
+    def wait_agent_owns(self, selection: str = "clipboard", timeout: float = 10.0) -> None:
+        """Wait (polling inside the guest) until the session agent owns ``selection``: a host
+        grab has reached the guest's X server.
+
+        Why: the protocol has no answer to a GRAB, and a paste in the guest that starts
+        before the agent took the selection asks the previous owner (or none) and never
+        reaches the host. A freshly booted guest's agent takes a while over its first grab
+        (GTK sets up its clipboard then). The agent is told apart by its TARGETS: GTK offers
+        ``text/plain;charset=utf-8`` for text, which xclip (the tests' other owner) never
+        does."""
+        args = self._xclip_args(selection, "TARGETS")
+        polls = max(1, int(timeout / 0.05))
+        script = (
+            f"n=0; until xclip {args} -o 2>/dev/null | grep -qxF 'text/plain;charset=utf-8'; "
+            f"do n=$((n+1)); [ $n -ge {polls} ] && exit 3; sleep 0.05; done"
+        )
+        if self.cmd(script, timeout=timeout + 2.0).rc != 0:
+            raise VmError(f"{self.name}: the session agent does not own the {selection} "
+                          f"selection after {timeout} s\n" + self.describe())
+
     def guest_log(self, which: str = "daemon", timeout: float = 10.0) -> str:
         """Whole text of a guest log: ``daemon`` (spice-vdagentd), ``agent`` or ``xvfb``."""
         result = self.cmd(f"cat {_LOG_FILES[which]}", timeout=timeout)

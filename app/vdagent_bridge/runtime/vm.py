@@ -501,10 +501,10 @@ class VmRuntime(AgentCommands):
         self.waiting_reason = reason
         self._set_runstate(Runstate.WAITING)
         log.info("%s: reconnecting in %.1f s: %s", self.name, delay, reason)
-        with self._watch_starts() as started:
+        with self._connect_moments() as moment:
             waits = [asyncio.ensure_future(self._stopping.wait())]
-            if started is not None:
-                waits.append(asyncio.ensure_future(started.wait()))
+            if moment is not None:
+                waits.append(asyncio.ensure_future(moment.wait()))
             try:
                 await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -513,7 +513,7 @@ class VmRuntime(AgentCommands):
                 await asyncio.gather(*waits, return_exceptions=True)
 
     @contextlib.contextmanager
-    def _watch_starts(self) -> Iterator[asyncio.Event | None]:
+    def _connect_moments(self) -> Iterator[asyncio.Event | None]:
         libvirt_sites = [site for site in self.sites if isinstance(site, LibvirtSite)]
         hosts = self._libvirt_hosts()
         if not libvirt_sites or hosts is None:
@@ -521,8 +521,8 @@ class VmRuntime(AgentCommands):
             return
         from .libvirt import saves
 
-        with saves.watch_starts(hosts, libvirt_sites) as started:  # type: ignore[arg-type]
-            yield started
+        with saves.watch_connect_moments(hosts, libvirt_sites) as moment:  # type: ignore[arg-type]
+            yield moment
 
     async def stop(self) -> None:
         """Ask :meth:`run` to end (it returns after closing the connection)."""

@@ -81,15 +81,15 @@ def restoring(domain: Any) -> bool:
 
 
 @contextlib.contextmanager
-def watch_starts(hosts: api.Hosts, sites: Sequence[LibvirtSite]) -> Iterator[asyncio.Event]:
-    """An event set when one of ``sites``' domains loads a saved image or an incoming
-    migration (QEMU's MIGRATION events: a restore must be met while it loads), or its guest
-    opens the agent port (its agent started: the moment to connect after a boot; connecting
-    while the guest still boots was seen to leave the guest's kernel taking the host for gone
-    at its agent's first write), while the ``with`` lasts. Hosts that cannot be reached or
-    watched are skipped (the caller's back-off retries them anyway)."""
+def watch_connect_moments(hosts: api.Hosts,
+                          sites: Sequence[LibvirtSite]) -> Iterator[asyncio.Event]:
+    """An event set, while the ``with`` lasts, at a moment worth a connect attempt: one of
+    ``sites``' domains loads a saved image or an incoming migration (QEMU's MIGRATION events:
+    a restore must be met while it loads), or its guest opens the agent port (its agent
+    started: after a boot, the first moment the guest can answer an announce). Hosts that
+    cannot be reached or watched are skipped (the caller's back-off retries them anyway)."""
     lv = api.load()
-    started = asyncio.Event()
+    moment = asyncio.Event()
     registered: list[tuple[Any, int, bool]] = []
     for site in sites:
         try:
@@ -103,7 +103,7 @@ def watch_starts(hosts: api.Hosts, sites: Sequence[LibvirtSite]) -> Iterator[asy
             if not _named(domain, name):
                 return
             if event == "MIGRATION" or _agent_port_opened(domain, details):
-                started.set()
+                moment.set()
 
         for qemu_event in ("MIGRATION", "VSERPORT_CHANGE"):
             with contextlib.suppress(lv.libvirtError, ImportError):
@@ -112,7 +112,7 @@ def watch_starts(hosts: api.Hosts, sites: Sequence[LibvirtSite]) -> Iterator[asy
                 registered.append((conn, libvirt_qemu.qemuMonitorEventRegister(
                     conn, None, qemu_event, on_monitor, None, 0), True))
     try:
-        yield started
+        yield moment
     finally:
         for conn, callback, monitor in registered:
             with contextlib.suppress(lv.libvirtError, ImportError):
