@@ -10,6 +10,9 @@ optional once the main one is there (``may_skip=False``).
 from __future__ import annotations
 
 import os
+import pwd
+import subprocess
+import time
 
 import pytest
 
@@ -35,3 +38,26 @@ def call_failed(request: pytest.FixtureRequest) -> bool:
     each phase's report on the item)."""
     report = getattr(request.node, "_vdb_report_call", None)
     return report is not None and bool(report.failed)
+
+
+def system_user(name: str, *, home: bool = False) -> pwd.struct_passwd:
+    """A system user, created if missing (left in place afterwards: ``userdel``); ``home``
+    gives it a home directory.
+
+    Why the retries: the suite runs in two processes (tests/run.sh), and two ``useradd`` at
+    once fail on the lock of /etc/passwd (status 1 or 10), or on the name the other one just
+    made (status 9)."""
+    args = ["--create-home"] if home else ["--no-create-home", "--user-group"]
+    for _ in range(100):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+        done = subprocess.run(["useradd", "--system", "--shell", "/bin/false", *args, name],
+                              capture_output=True, text=True)
+        if done.returncode in (0, 9):
+            return pwd.getpwnam(name)
+        if done.returncode not in (1, 10):
+            raise RuntimeError(f"useradd {name}: {done.stderr.strip()}")
+        time.sleep(0.1)
+    raise RuntimeError(f"useradd {name}: /etc/passwd stayed locked")

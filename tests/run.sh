@@ -10,6 +10,7 @@
 #   - a virtual environment in .venv with the project and its test extra.
 # The end-to-end tests start their own Xvfb, dbus, relay and agent processes per test and stop
 # exactly those. Extra arguments go to pytest (e.g. `bash tests/run.sh -k framing`).
+# The tests run as two pytest runs at once (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,4 +74,27 @@ fi
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache
 
-exec .venv/bin/python -m pytest "$@"
+# Two pytest runs at once, one per core: the VM tests (tests/libvirt, tests/qemu: TCG guests,
+# one after another, sharing the guest image the first builds) and the rest. The VM run's
+# output follows the other's. Arguments naming test files or directories, or
+# VDAGENT_TEST_LANES=1, give one plain run.
+for arg in "$@"; do
+    [[ $arg != -* && -e ${arg%%::*} ]] && exec .venv/bin/python -m pytest "$@"
+done
+[[ ${VDAGENT_TEST_LANES:-2} == 1 ]] && exec .venv/bin/python -m pytest "$@"
+
+vm_log=$(mktemp -t vdagent-bridge-vm-tests.XXXXXX)
+.venv/bin/python -m pytest "$@" tests/libvirt tests/qemu >"$vm_log" 2>&1 &
+vm_run=$!
+trap 'kill "$vm_run" 2>/dev/null; rm -f "$vm_log"' EXIT
+rest=0
+.venv/bin/python -m pytest "$@" --ignore=tests/libvirt --ignore=tests/qemu || rest=$?
+vm=0
+wait "$vm_run" || vm=$?
+echo "---------------------------------------- the VM tests (tests/libvirt, tests/qemu)"
+cat "$vm_log"
+# 5 is "no tests collected" (a -k or -m that selects only the other run's tests).
+if ((rest == 5 && vm == 5)); then exit 5; fi
+((rest == 5)) && rest=0
+((vm == 5)) && vm=0
+exit $((rest > vm ? rest : vm))

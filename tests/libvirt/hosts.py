@@ -33,6 +33,8 @@ from pathlib import Path
 
 from vm import CMD_PORT_NAME, KERNEL_CMDLINE, CommandChannel, CommandResult, GuestShell, VmError
 
+from tests.external import system_user
+
 USER = "vdbtest"
 """The unprivileged user the session daemons run as."""
 LIBVIRTD = "/usr/sbin/libvirtd"
@@ -47,13 +49,8 @@ class LibvirtError(RuntimeError):
 
 
 def ensure_user(name: str = USER) -> pwd.struct_passwd:
-    """A system user, created if missing (left in place afterwards: ``userdel``)."""
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/false",
-                        "--user-group", name], check=True, capture_output=True)
-        return pwd.getpwnam(name)
+    """A system user with a group of its own, created if missing."""
+    return system_user(name)
 
 
 def virsh(uri: str, *args: str, timeout: float = 60.0, check: bool = True) -> str:
@@ -63,6 +60,16 @@ def virsh(uri: str, *args: str, timeout: float = 60.0, check: bool = True) -> st
     if check and result.returncode != 0:
         raise LibvirtError(f"virsh {' '.join(args)}: {result.stderr.strip() or result.stdout}")
     return result.stdout
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A daemonized libvirtd is not our child: once it exits it may stay
+    a zombie until whoever adopted it reaps it, and a zombie has exited."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 class Daemon:
@@ -76,6 +83,9 @@ class Daemon:
         self.host_uuid = host_uuid
         self.pid: int | None = None
 
+    def start(self) -> Daemon:
+        raise NotImplementedError
+
     def stop(self) -> None:
         """Destroy the domains it runs, then stop the daemon (exactly the one started)."""
         if self.pid is None:
@@ -85,16 +95,30 @@ class Daemon:
                 virsh(self.uri, "destroy", name, check=False, timeout=20)
         except subprocess.TimeoutExpired:
             pass
+        self._terminate()
+
+    def restart(self) -> float:
+        """Stop the daemon and start it again, leaving its domains running (what a package
+        upgrade's ``systemctl restart libvirtd`` does: QEMU outlives the daemon, and the new
+        one takes its domains back from its state files). Returns how long the daemon was
+        down, in s."""
+        down = time.monotonic()
+        self._terminate(timeout=30)
+        self.start()
+        return time.monotonic() - down
+
+    def _terminate(self, timeout: float = 10) -> None:
+        """SIGTERM the daemon and wait for it to exit (SIGKILL after ``timeout`` s)."""
+        if self.pid is None:
+            return
         pid, self.pid = self.pid, None
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _alive(pid):
                 return
             time.sleep(0.05)
         os.kill(pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from collections.abc import Callable
 
 import pytest
@@ -75,5 +76,43 @@ def test_a_vm_forced_off_and_undefined_is_waited_for_with_the_cause_and_reconnec
             # ...and the guest's copies reach the host.
             await h.guest_copies(guest, b"copied after the boot")
             assert await h.host_fetches() == b"copied after the boot"
+
+    run(scenario)
+
+
+def test_a_restart_of_libvirtd_under_a_running_vm_is_noticed_and_reconnected(
+    guest_factory: Callable[..., LibvirtGuest],
+) -> None:
+    """``systemctl restart libvirtd`` (a package upgrade) under a running VM: the channel
+    went through the old daemon, so the guest saw the host go. The runtime notices the lost
+    connection at once, says so, reconnects to the new daemon afresh (the guest wants a new
+    announce) and the clipboard works both ways again."""
+    guest = guest_factory("lv-daemon")
+
+    async def scenario() -> None:
+        async with RuntimeHarness(sites(guest), timeout=TIMEOUT, delay=1.0) as h:
+            await h.until(lambda: h.vm.runstate is Runstate.CONNECTED
+                          and h.vm.session.clipboard_ready)
+            h.vm.grab(CB, (TEXT,))
+            before = h.vm.conversation_id
+            began = time.monotonic()
+            restart = asyncio.create_task(asyncio.to_thread(guest.host.restart))
+            await h.until(lambda: h.vm.runstate is not Runstate.CONNECTED, BOOT)
+            reasons: set[str] = set()
+
+            def connected_again() -> bool:
+                reasons.add(h.vm.waiting_reason or "")
+                return h.vm.runstate is Runstate.CONNECTED and h.vm.session.clipboard_ready
+
+            down = await restart
+            await h.until(connected_again, BOOT)
+            print(f"libvirtd down for {down:.1f} s; connected again "
+                  f"{time.monotonic() - began:.1f} s after the restart began")
+            assert h.vm.conversation_id != before
+            assert any("lost the connection to libvirt" in reason for reason in reasons), reasons
+            await asyncio.to_thread(guest.wait_agent_owns)
+            assert await h.guest_pastes(guest, CB, b"host copy") == b"host copy"
+            await h.guest_copies(guest, b"copied after the restart")
+            assert await h.host_fetches() == b"copied after the restart"
 
     run(scenario)

@@ -335,7 +335,12 @@ def test_the_installed_app_shows_its_windows_under_xvfb(
                 time.sleep(0.2)
                 windows = run(xdotool, "search", "--onlyvisible", "--pid", str(app.pid),
                               env=env, check=False).stdout.split()
-            assert len(windows) == 2, "the window and the demo guest's did not show"
+            if len(windows) != 2:
+                if app.poll() is None:
+                    app.kill()
+                output, _ = app.communicate(timeout=10)
+                raise AssertionError(f"the window and the demo guest's did not show ({windows}; "
+                                     f"exit status {app.returncode}):\n{output}")
             titles = set()
             x = 0
             for window in windows:  # no window manager: side by side for the screenshot
@@ -354,6 +359,8 @@ def test_the_installed_app_shows_its_windows_under_xvfb(
             if app.poll() is None:
                 app.kill()
                 app.wait()
+            if app.stdout is not None:
+                app.stdout.close()
     keep = os.environ.get("VDAGENT_BRIDGE_PACKAGES_SCREENSHOT")
     if keep:  # where to keep the screenshot, to look at it
         shutil.copyfile(screenshot, keep)

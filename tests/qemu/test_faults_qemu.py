@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable
 
 import pytest
-from vm import LOST_CLIENT_LINE, Vm
+from vm import LOST_CLIENT_LINE, Vm, VmError
 
 from tests.runtime_harness import RuntimeHarness
 from vdagent_bridge.protocol import ClipboardRequested, ClipboardType, Selection
@@ -39,12 +39,16 @@ CB = Selection.CLIPBOARD
 async def paste_request(h: RuntimeHarness, guest: Vm, timeout: float = 10) -> object:
     """Grab, and start a guest paste that reaches us as a REQUEST; returns the paste's future.
 
-    Right after a fresh announce the session agent sometimes does not take the selection
-    for the first grab (xclip: "target STRING not available"): grab again and retry."""
+    The paste starts once the session agent owns the selection (``wait_agent_owns``: a paste
+    before that never reaches the host). Right after a fresh announce the agent sometimes does
+    not take the selection for the first grab: grab again and retry."""
     for _attempt in range(4):
         h.vm.session.grab_clipboard(CB, (TEXT,))
         h.vm.flush()
-        await asyncio.sleep(1.0)  # TCG: let the session agent take the selection
+        try:
+            await asyncio.to_thread(guest.wait_agent_owns, "clipboard", 5.0)
+        except VmError:
+            continue
         mark = len(h.events)
         paste = guest.guest_paste_async("clipboard", "UTF8_STRING", timeout=timeout)
         await h.until(lambda m=mark, p=paste: p.done()

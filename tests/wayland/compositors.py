@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.external import system_user
+
 #: The user sway runs as when the tests run as root.
 USER = "vdbwayland"
 START_TIMEOUT = 30.0
@@ -196,15 +198,6 @@ class Compositor:
 # ---------------------------------------------------------------------------- sway
 
 
-def _ensure_user(name: str) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/false", name],
-                       check=True, capture_output=True)
-        return pwd.getpwnam(name)
-
-
 _SWAY_CONFIG = """\
 xwayland force
 output HEADLESS-1 resolution 1280x800 position 0 0
@@ -234,7 +227,7 @@ class Sway(Compositor):
 
     def _start(self) -> Sway:
         root = os.geteuid() == 0
-        account = _ensure_user(USER) if root else pwd.getpwuid(os.geteuid())
+        account = system_user(USER, home=True) if root else pwd.getpwuid(os.geteuid())
         # sway's own files live in its runtime dir: pytest's tmp dirs are root's (0700).
         runtime = Path(tempfile.mkdtemp(prefix="vdb-sway-"))
         self._runtime = runtime

@@ -32,5 +32,6 @@ async def open_link(site: VmSite, conn: AgentConnection, hosts: object | None, *
 
     if not isinstance(hosts, api.Hosts):
         raise LibvirtHostsMissing(f"no libvirt connections to open {site} on")
-    stream = await api.open_channel(hosts, site)
-    conn.attach(StreamTransport(api.load(), stream), fresh=fresh, hold=hold)
+    stream = StreamTransport(api.load(), await api.open_channel(hosts, site))
+    hosts.carries(site.uri, stream)
+    conn.attach(stream, fresh=fresh, hold=hold)

@@ -31,10 +31,11 @@ import asyncio
 import errno
 import logging
 import urllib.parse
+import weakref
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from ...protocol.errors import VDAgentError
 from ...sites import AGENT_CHANNEL, LibvirtSite
@@ -134,8 +135,9 @@ def non_interactive(uri: str) -> str:
     return f"{uri}{'&' if query else '?'}no_tty=1"
 
 
-def connect(uri: str) -> Any:
-    """A new connection to ``uri``, never prompting (:func:`non_interactive`).
+def connect(uri: str, doing: str | None = None) -> Any:
+    """A new connection to ``uri``, never prompting (:func:`non_interactive`); ``doing``:
+    what a failure says was being done (default: "cannot connect to libvirt at URI").
 
     :raises LibvirtError: unreachable, refused, not a libvirt URI (the message names ``uri``
         as the user gave it).
@@ -145,15 +147,29 @@ def connect(uri: str) -> Any:
     try:
         return lv.open(non_interactive(uri))
     except lv.libvirtError as err:
-        raise error_of(err, f"cannot connect to libvirt at {uri}") from err
+        raise error_of(err, doing or f"cannot connect to libvirt at {uri}") from err
+
+
+class HangsUp(Protocol):
+    """What carries bytes over a connection and must hear that the connection is gone."""
+
+    def hang_up(self) -> None: ...
 
 
 class Hosts:
     """The libvirt connections of one VM runtime, one per URI, opened when first needed and
-    closed by :meth:`close` (a connection carries every stream and event of its host)."""
+    closed by :meth:`close` (a connection carries every stream and event of its host).
+
+    A connection that closes by itself (the daemon restarted or went, a remote host's
+    keepalive ran out) is forgotten at once, and the streams opened on it are hung up
+    (:meth:`carries`): libvirt ends such a stream without a word to its event callback, so
+    without this a conversation would wait on a dead stream for ever."""
 
     def __init__(self) -> None:
         self._connections: dict[str, Any] = {}
+        self._carried: dict[str, weakref.WeakSet[HangsUp]] = {}
+        #: URIs whose connection closed by itself and was not opened again since.
+        self._lost: set[str] = set()
 
     def get(self, uri: str) -> Any:
         """The open connection to ``uri`` (opened now if need be, on the loop's thread).
@@ -171,13 +187,34 @@ class Hosts:
             except lv.libvirtError:
                 pass
             self._drop(uri)
-        conn = connect(uri)
+        conn = connect(uri, f"lost the connection to libvirt at {uri}, and it cannot be opened "
+                            "again" if uri in self._lost else None)
+        self._lost.discard(uri)
         try:
             conn.setKeepAlive(5, 3)  # a remote host that goes away is noticed in ~20 s
         except lv.libvirtError:
             pass
+        try:
+            conn.registerCloseCallback(self._closed_by_itself, uri)
+        except lv.libvirtError:
+            pass
         self._connections[uri] = conn
         return conn
+
+    def carries(self, uri: str, stream: HangsUp) -> None:
+        """``stream`` goes over the connection to ``uri``: hang it up if that closes."""
+        self._carried.setdefault(uri, weakref.WeakSet()).add(stream)
+
+    def _closed_by_itself(self, conn: Any, reason: int, uri: str) -> None:
+        if self._connections.get(uri) is not conn:
+            return
+        log.info("the connection to libvirt at %s closed (reason %d)", uri, reason)
+        del self._connections[uri]
+        self._lost.add(uri)
+        # Not closed here: libvirt is inside this connection's own callback.
+        asyncio.get_running_loop().call_soon(self._close, conn)
+        for stream in list(self._carried.pop(uri, ())):
+            stream.hang_up()
 
     def domain(self, site: LibvirtSite) -> Any:
         """The domain of ``site``.
@@ -196,12 +233,17 @@ class Hosts:
 
     def _drop(self, uri: str) -> None:
         conn = self._connections.pop(uri, None)
-        if conn is None:
-            return
-        try:
-            conn.close()
-        except load().libvirtError:
-            pass
+        if conn is not None:
+            self._close(conn)
+
+    @staticmethod
+    def _close(conn: Any) -> None:
+        lv = load()
+        for close in (conn.unregisterCloseCallback, conn.close):
+            try:
+                close()
+            except lv.libvirtError:
+                pass
 
     def forget(self, uri: str) -> None:
         """Close the connection to ``uri`` (it failed): the next :meth:`get` opens anew."""

@@ -147,6 +147,16 @@ class StreamTransport:
             if callback is not None:
                 callback()
 
+    def hang_up(self) -> None:
+        """The libvirt connection under the stream closed (runtime/libvirt/api.py Hosts):
+        from now on the stream reads as ended, and whoever waits on it hears so."""
+        if self._closed or self._eof:
+            return
+        self._eof = True
+        callback = self._on_read or self._on_write
+        if callback is not None:
+            callback()
+
     # ---------------------------------------------------------------- queue, close
 
     def send_queue(self) -> int:
