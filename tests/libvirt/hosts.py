@@ -242,12 +242,14 @@ class SystemDaemon(Daemon):
 
 
 def domain_xml(name: str, guest_dir: Path, logs: Path, *, agent_channel: bool = True,
-               agent_type: str = "unix", memory_mib: int = 256) -> str:
+               agent_type: str = "unix", memory_mib: int = 256,
+               on_reboot: str = "destroy") -> str:
     """The test guest as a libvirt domain (TCG, 256 MiB, kernel + initramfs, no disk).
 
     ``agent_channel=False`` leaves the agent port out (a VM the bridge cannot serve);
     ``agent_type="spicevmc"`` gives it the SPICE viewer's kind of channel instead;
-    ``memory_mib``: its RAM (a 64 MiB clipboard in the guest wants more than 256).
+    ``memory_mib``: its RAM (a 64 MiB clipboard in the guest wants more than 256);
+    ``on_reboot="restart"``: a reboot in the guest boots it again in the same QEMU.
     """
     if not agent_channel:
         agent = ""
@@ -269,7 +271,7 @@ def domain_xml(name: str, guest_dir: Path, logs: Path, *, agent_channel: bool = 
     <cmdline>{KERNEL_CMDLINE}</cmdline>
   </os>
   <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
+  <on_reboot>{on_reboot}</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>

@@ -1,5 +1,5 @@
-"""A libvirt VM's life around the bridge: forced off, undefined, defined and started again.
-Each time the runtime says why it waits (in the words the tray shows) and reconnects by
+"""A libvirt VM's life around the bridge: forced off, undefined, defined and started again;
+rebooted from inside; its libvirtd restarted under it. Each time the runtime says why it waits (in the words the tray shows) and reconnects by
 itself, woken by the guest opening its agent port (not by a retry), and the clipboard works
 both ways in the guest that booted again.
 
@@ -20,6 +20,7 @@ from hosts import LibvirtGuest, virsh
 from test_libvirt_runtime import CB, TEXT, TIMEOUT, run, sites
 
 from tests.runtime_harness import RuntimeHarness
+from vdagent_bridge.protocol import CapabilitiesReceived
 from vdagent_bridge.runtime import Runstate
 
 pytestmark = pytest.mark.libvirt
@@ -114,5 +115,34 @@ def test_a_restart_of_libvirtd_under_a_running_vm_is_noticed_and_reconnected(
             assert await h.guest_pastes(guest, CB, b"host copy") == b"host copy"
             await h.guest_copies(guest, b"copied after the restart")
             assert await h.host_fetches() == b"copied after the restart"
+
+    run(scenario)
+
+
+def test_a_reboot_inside_the_guest_is_answered_on_the_same_channel(
+    guest_factory: Callable[..., LibvirtGuest],
+) -> None:
+    """The guest reboots itself (``on_reboot`` restart: the same QEMU, the channel stays
+    open): the host sees no disconnect, only the new guest daemon's caps with request=1. The
+    runtime answers them, offers the host's clipboard again, and the clipboard works both ways
+    in the rebooted guest."""
+    guest = guest_factory("lv-reboot", on_reboot="restart")
+
+    async def scenario() -> None:
+        async with RuntimeHarness(sites(guest), timeout=TIMEOUT, delay=RETRY) as h:
+            await h.until(lambda: h.vm.runstate is Runstate.CONNECTED
+                          and h.vm.session.clipboard_ready)
+            h.vm.grab(CB, (TEXT,))
+            mark = len(h.events)
+            await asyncio.to_thread(guest.cmd, "(sleep 0.5; reboot -f) >/dev/null 2>&1 &")
+            await h.until(lambda: any(isinstance(e, CapabilitiesReceived) and e.guest_restarted
+                                      for e in h.events[mark:]), BOOT)
+            await asyncio.to_thread(guest.wait_log, "opening vdagent virtio channel", 60)
+            await h.until(lambda: h.vm.runstate is Runstate.CONNECTED
+                          and h.vm.session.clipboard_ready, BOOT)
+            await asyncio.to_thread(guest.wait_agent_owns)
+            assert await h.guest_pastes(guest, CB, b"host copy") == b"host copy"
+            await h.guest_copies(guest, b"copied after the reboot")
+            assert await h.host_fetches() == b"copied after the reboot"
 
     run(scenario)
