@@ -1,7 +1,12 @@
-"""A libvirt VM's life around the bridge: forced off, undefined, defined and started again;
-rebooted from inside; its libvirtd restarted under it. Each time the runtime says why it waits (in the words the tray shows) and reconnects by
-itself, woken by the guest opening its agent port (not by a retry), and the clipboard works
-both ways in the guest that booted again.
+"""A libvirt VM's life around the bridge, and the clipboard both ways after each event:
+
+- forced off, undefined, defined and started again: the runtime says why it waits (in the
+  words the tray shows) and reconnects by itself, woken by the guest opening its agent port
+  (not by a retry);
+- rebooted from inside (the same QEMU): the channel stays open and the new guest daemon's
+  caps request is answered;
+- its libvirtd restarted under it: the lost connection is noticed at once and the runtime
+  reconnects to the new daemon.
 
 A host copy is pasted in the rebooted guest only once its session agent owns the selection
 (``wait_agent_owns``): the protocol has no answer to a GRAB, and a freshly booted guest's agent
