@@ -93,13 +93,14 @@ class Sshd:
 
     # ------------------------------------------------------------------ server
 
-    def start(self) -> Sshd:
-        """Start sshd on a free port (another one if that was taken meanwhile)."""
+    def start(self, port: int | None = None) -> Sshd:
+        """Start sshd on ``port``, or on a free port (another one if that was taken
+        meanwhile)."""
         # Debian's sshd wants its privilege separation directory (made by its service
         # otherwise; left in place: it is the system's).
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        for _ in range(3):
-            self.port = free_port()
+        for _ in range(3 if port is None else 1):
+            self.port = free_port() if port is None else port
             config = self.dir / "sshd_config"
             config.write_text("\n".join([
                 f"Port {self.port}",

@@ -14,11 +14,13 @@ The clipboard both ways in text and PNG, as tests/libvirt/test_libvirt_app.py ch
 locally; ``--list-vms`` over ssh; an unreachable remote (sshd stopped) and a refused key are
 one line and exit status 2; and nothing waits on a terminal: a key that wants a passphrase
 and an unknown host key fail at once even when the app has a terminal ssh could ask on
-(with ``no_tty=0`` in the URI, the control, ssh does ask there).
+(with ``no_tty=0`` in the URI, the control, ssh does ask there). And the remote host lost
+(its sshd gone) and back on the same address: the runtime reconnects by itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pty
 import select
@@ -32,9 +34,13 @@ import pytest
 from hosts import LibvirtGuest, SessionDaemon
 from hostx import xvfb
 from sshd import INSTALL, Sshd, missing_tools
+from test_libvirt_runtime import CB, TEXT, TIMEOUT, run
 
 from tests.external import call_failed, require
 from tests.libvirt.test_libvirt_app import bridge, bridge_both_ways
+from tests.runtime_harness import RuntimeHarness
+from vdagent_bridge.runtime import Runstate
+from vdagent_bridge.sites import LibvirtSite
 
 pytestmark = pytest.mark.libvirt
 
@@ -187,3 +193,37 @@ def test_ssh_never_asks_on_the_terminal_it_fails_at_once(
     status, err, screen = on_a_terminal("--list-vms", "--libvirt", f"{uri}&no_tty=0",
                                         timeout=5)
     assert status is None and prompt in screen, (status, err, screen)
+
+
+def test_a_remote_host_lost_and_back_is_noticed_and_reconnected(
+    guest_factory: Callable[..., LibvirtGuest], hosts: list[SessionDaemon], sshd: Sshd,
+) -> None:
+    """The remote host goes away (its sshd and the ssh session stop: the libvirt connection
+    closes) and comes back on the same address: the runtime says it lost the connection,
+    retries, reconnects afresh (the guest saw the host go with the session) and the clipboard
+    works both ways again."""
+    guest = guest_factory("lv-remote-back")
+    site = LibvirtSite(sshd.uri(hosts[0].socket), guest.name)
+
+    async def scenario() -> None:
+        async with RuntimeHarness([site], timeout=TIMEOUT, delay=1.0) as h:
+            await h.until(lambda: h.vm.runstate is Runstate.CONNECTED
+                          and h.vm.session.clipboard_ready)
+            before = h.vm.conversation_id
+            port = sshd.port
+            await asyncio.to_thread(sshd.stop)
+            await h.until(lambda: "lost the connection to libvirt"
+                          in (h.vm.waiting_reason or ""))
+            await asyncio.sleep(2.0)  # a retry or two while the host is away
+            assert h.vm.runstate is Runstate.WAITING
+            await asyncio.to_thread(sshd.start, port)
+            await h.until(lambda: h.vm.runstate is Runstate.CONNECTED
+                          and h.vm.session.clipboard_ready)
+            assert h.vm.conversation_id != before
+            h.vm.grab(CB, (TEXT,))
+            await asyncio.to_thread(guest.wait_agent_owns)
+            assert await h.guest_pastes(guest, CB, b"host copy") == b"host copy"
+            await h.guest_copies(guest, b"copied after the host came back")
+            assert await h.host_fetches() == b"copied after the host came back"
+
+    run(scenario)
