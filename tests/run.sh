@@ -86,18 +86,18 @@ done
 vm_log=$(mktemp -t vdagent-bridge-vm-tests.XXXXXX)
 .venv/bin/python -m pytest "$@" tests/libvirt tests/qemu >"$vm_log" 2>&1 &
 vm_run=$!
-trap 'kill "$vm_run" 2>/dev/null; rm -f "$vm_log"' EXIT
+trap 'kill "$vm_run" 2>/dev/null || true; rm -f "$vm_log"' EXIT  # set -e holds in traps too
 # The rest runs at the lowest CPU and I/O priority: the VM tests' guests (TCG) and real
 # migrations are what timing hurts most when both runs want the same core (at nice 10, a plain
 # QEMU guest stalled after the ninth of ten migrations, twice in three runs).
 rest=0
-ionice -c 3 nice -n 19 .venv/bin/python -m pytest "$@" --ignore=tests/libvirt --ignore=tests/qemu || rest=$?
+ionice -t -c 3 nice -n 19 .venv/bin/python -m pytest "$@" --ignore=tests/libvirt --ignore=tests/qemu || rest=$?
 vm=0
 wait "$vm_run" || vm=$?
 echo "---------------------------------------- the VM tests (tests/libvirt, tests/qemu)"
 cat "$vm_log"
 # 5 is "no tests collected" (a -k or -m that selects only the other run's tests).
 if ((rest == 5 && vm == 5)); then exit 5; fi
-((rest == 5)) && rest=0
-((vm == 5)) && vm=0
+if ((rest == 5)); then rest=0; fi
+if ((vm == 5)); then vm=0; fi
 exit $((rest > vm ? rest : vm))
