@@ -52,6 +52,16 @@ async def back(h: RuntimeHarness, guest: LibvirtGuest) -> None:
                   and h.vm.waiting_reason is None, BOOT)
 
 
+async def clipboard_both_ways(h: RuntimeHarness, guest: LibvirtGuest, after: str) -> None:
+    """The host's copy is offered in the guest (pasted once the guest's agent owns the
+    selection), and a guest copy reaches the host."""
+    await asyncio.to_thread(guest.wait_agent_owns)
+    assert await h.guest_pastes(guest, CB, b"host copy") == b"host copy"
+    copy = f"copied after {after}".encode()
+    await h.guest_copies(guest, copy)
+    assert await h.host_fetches() == copy
+
+
 def test_a_vm_forced_off_and_undefined_is_waited_for_with_the_cause_and_reconnected(
     guest_factory: Callable[..., LibvirtGuest],
 ) -> None:
@@ -76,12 +86,7 @@ def test_a_vm_forced_off_and_undefined_is_waited_for_with_the_cause_and_reconnec
             await asyncio.to_thread(virsh, uri, "start", guest.name)
             await back(h, guest)
             assert h.vm.runstate is Runstate.CONNECTED and h.vm.failure is None
-            # The host's copy from before the boot is offered again in the new guest...
-            await asyncio.to_thread(guest.wait_agent_owns)
-            assert await h.guest_pastes(guest, CB, b"host copy") == b"host copy"
-            # ...and the guest's copies reach the host.
-            await h.guest_copies(guest, b"copied after the boot")
-            assert await h.host_fetches() == b"copied after the boot"
+            await clipboard_both_ways(h, guest, "the boot")  # the copy from before offered again
 
     run(scenario)
 
@@ -116,10 +121,7 @@ def test_a_restart_of_libvirtd_under_a_running_vm_is_noticed_and_reconnected(
                   f"{time.monotonic() - began:.1f} s after the restart began")
             assert h.vm.conversation_id != before
             assert any("lost the connection to libvirt" in reason for reason in reasons), reasons
-            await asyncio.to_thread(guest.wait_agent_owns)
-            assert await h.guest_pastes(guest, CB, b"host copy") == b"host copy"
-            await h.guest_copies(guest, b"copied after the restart")
-            assert await h.host_fetches() == b"copied after the restart"
+            await clipboard_both_ways(h, guest, "the restart")
 
     run(scenario)
 
@@ -145,9 +147,6 @@ def test_a_reboot_inside_the_guest_is_answered_on_the_same_channel(
             await asyncio.to_thread(guest.wait_log, "opening vdagent virtio channel", 60)
             await h.until(lambda: h.vm.runstate is Runstate.CONNECTED
                           and h.vm.session.clipboard_ready, BOOT)
-            await asyncio.to_thread(guest.wait_agent_owns)
-            assert await h.guest_pastes(guest, CB, b"host copy") == b"host copy"
-            await h.guest_copies(guest, b"copied after the reboot")
-            assert await h.host_fetches() == b"copied after the reboot"
+            await clipboard_both_ways(h, guest, "the reboot")
 
     run(scenario)

@@ -34,6 +34,7 @@ import pytest
 from hosts import LibvirtGuest, SessionDaemon
 from hostx import xvfb
 from sshd import INSTALL, Sshd, missing_tools
+from test_libvirt_lifecycle import clipboard_both_ways
 from test_libvirt_runtime import CB, TEXT, TIMEOUT, run
 
 from tests.external import call_failed, require
@@ -221,9 +222,6 @@ def test_a_remote_host_lost_and_back_is_noticed_and_reconnected(
                           and h.vm.session.clipboard_ready)
             assert h.vm.conversation_id != before
             h.vm.grab(CB, (TEXT,))
-            await asyncio.to_thread(guest.wait_agent_owns)
-            assert await h.guest_pastes(guest, CB, b"host copy") == b"host copy"
-            await h.guest_copies(guest, b"copied after the host came back")
-            assert await h.host_fetches() == b"copied after the host came back"
+            await clipboard_both_ways(h, guest, "the host came back")
 
     run(scenario)
